@@ -1,0 +1,1 @@
+//! The USP agent: wiring, message handlers, built-in objects, persistence, CLI

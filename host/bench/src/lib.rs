@@ -1,0 +1,1 @@
+//! A USP controller load generator for benchmarking the agent

@@ -1,0 +1,1 @@
+//! Message transports: MQTT, WebSocket, STOMP and Unix domain sockets

@@ -1,0 +1,1 @@
+//! Role-based access control: roles, permissions and the one check every message handler uses

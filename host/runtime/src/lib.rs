@@ -1,0 +1,1 @@
+//! The WebAssembly plugin runtime: runs usp:dm components as data-model providers
