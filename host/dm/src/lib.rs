@@ -5,6 +5,7 @@
 //! - [`schema`]: the Supported Data Model as data (objects, parameters, commands, events).
 //! - [`value`]: TR-106 value types and validation of string values against them.
 //! - [`provider`]: the [`Provider`] and [`Transaction`] traits, pushed [`Change`]s.
+//! - [`tr181`]: the standard TR-181 Device:2.19 schema, generated and embedded.
 //!
 //! Start reading at [`provider`]: it states what the engine guarantees to providers.
 
@@ -12,6 +13,7 @@
 
 pub mod provider;
 pub mod schema;
+pub mod tr181;
 pub mod value;
 
 pub use provider::{
