@@ -1,1 +1,12 @@
-//! The USP agent: wiring, message handlers, built-in objects, persistence, CLI
+//! The USP agent: configuration, persistence, built-in objects and the wiring that runs them.
+//!
+//! Layout:
+//! - [`config`]: `agent.toml`, typed, with documented defaults and environment overrides.
+//! - [`factory_reset`]: the obuspa-compatible factory-reset text format (pure parser).
+//! - [`store`]: the SQLite store written once per committed message.
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod factory_reset;
+pub mod store;

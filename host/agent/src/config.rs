@@ -1,0 +1,395 @@
+//! The agent's configuration file (`agent.toml`): typed sections with documented defaults,
+//! relative paths resolved against the file's own directory, and the environment overrides
+//! `USP_ENDPOINT_ID`, `USP_BOARD_OUI` and `USP_BOARD_SERIAL`.
+//!
+//! Everything a Controller can change lives in the data model (and the SQLite store); this file
+//! only holds what the device integrator decides: identity, where state lives, limits, and the
+//! commands behind `Device.Reboot()` and `Device.FactoryReset()`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the expected shape.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the TOML parser reported (names the key and line).
+        message: String,
+    },
+    /// A value is well-formed TOML but not acceptable.
+    #[error("invalid config value {key}: {reason}")]
+    Invalid {
+        /// The dotted key (`agent.max_record_size`).
+        key: &'static str,
+        /// Why it is rejected.
+        reason: String,
+    },
+}
+
+/// The whole configuration. Build it with [`Config::load`] (a file) or [`Config::from_toml`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[agent]`: identity, state, limits.
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// `[device_info]`: the values of `Device.DeviceInfo.`.
+    #[serde(default)]
+    pub device_info: DeviceInfoConfig,
+    /// `[commands]`: what `Device.Reboot()` and `Device.FactoryReset()` run.
+    #[serde(default)]
+    pub commands: CommandsConfig,
+    /// `[plugins]`: where WebAssembly data-model plugins are loaded from.
+    #[serde(default)]
+    pub plugins: PluginsConfig,
+    /// Directory relative paths are resolved against (the config file's directory).
+    #[serde(skip)]
+    base_dir: PathBuf,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The agent's USP Endpoint ID. Default: `os::<ManufacturerOUI>-<SerialNumber>` (the
+    /// `os` authority scheme, R-ARC.3 style). `USP_ENDPOINT_ID` overrides it.
+    pub endpoint_id: Option<String>,
+    /// Directory holding the SQLite store and other state. Default `state`, relative to the
+    /// config file's directory.
+    pub state_dir: PathBuf,
+    /// obuspa-format factory-reset file applied on first boot (no database yet) and by
+    /// `Device.FactoryReset()`. Default: none (start from the schema defaults).
+    pub factory_reset_file: Option<PathBuf>,
+    /// Unix socket `uspctl` talks to. Default `<state_dir>/control.sock`.
+    pub control_socket: Option<PathBuf>,
+    /// Largest Record accepted from an MTP or the control socket, in bytes. Default 5 MiB.
+    /// Larger records are dropped (R-MTP.5 gives no answer to what cannot be read).
+    pub max_record_size: usize,
+    /// Serve Controllers that are not in `Device.LocalAgent.Controller.` under the Untrusted
+    /// role instead of dropping their records. Default `false`.
+    pub serve_untrusted: bool,
+    /// Log filter (tracing `EnvFilter` syntax) used when `RUST_LOG` is unset. Default `info`.
+    pub log: String,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            endpoint_id: None,
+            state_dir: PathBuf::from("state"),
+            factory_reset_file: None,
+            control_socket: None,
+            max_record_size: 5 * 1024 * 1024,
+            serve_untrusted: false,
+            log: "info".to_string(),
+        }
+    }
+}
+
+/// `[device_info]`: values of `Device.DeviceInfo.`. All have defaults so a bare config runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceInfoConfig {
+    /// `Manufacturer`. Default `"Example"`.
+    pub manufacturer: String,
+    /// `ManufacturerOUI`: six upper-case hex digits. Default `"000000"`. `USP_BOARD_OUI`
+    /// overrides it.
+    pub manufacturer_oui: String,
+    /// `ProductClass`. Default `"usp-agent"`.
+    pub product_class: String,
+    /// `SerialNumber`. Default `"0001"`. `USP_BOARD_SERIAL` overrides it.
+    pub serial_number: String,
+    /// `HardwareVersion`. Default `""`.
+    pub hardware_version: String,
+    /// `SoftwareVersion`. Default: this agent's version.
+    pub software_version: String,
+}
+
+impl Default for DeviceInfoConfig {
+    fn default() -> Self {
+        DeviceInfoConfig {
+            manufacturer: "Example".to_string(),
+            manufacturer_oui: "000000".to_string(),
+            product_class: "usp-agent".to_string(),
+            serial_number: "0001".to_string(),
+            hardware_version: String::new(),
+            software_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+/// `[commands]`: programs run by the device-level commands, as argv lists (no shell unless
+/// you name one). Unset means the command fails with 7022 and a message saying so, so a
+/// development machine is never rebooted by accident.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CommandsConfig {
+    /// Run by `Device.Reboot()` after the response was sent, e.g. `["systemctl", "reboot"]`.
+    pub reboot: Option<Vec<String>>,
+    /// Run by `Device.FactoryReset()` after the agent's own state was reset.
+    pub factory_reset: Option<Vec<String>>,
+}
+
+/// `[plugins]`: WebAssembly data-model providers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsConfig {
+    /// Directory scanned for plugins at start. Default: none (no plugins).
+    pub dir: Option<PathBuf>,
+    /// Capability grants approved per plugin name (`[plugins.approve.<name>]`); a grant a
+    /// plugin's manifest asks for but is not approved here makes the plugin fail to load.
+    pub approve: BTreeMap<String, Vec<String>>,
+}
+
+impl Config {
+    /// Reads and validates a config file, then applies the environment overrides.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut config = Config::parse(&text, base_dir).map_err(|err| match err {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        config.apply_env(|name| std::env::var(name).ok());
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text; relative paths will resolve against `base_dir`. No environment
+    /// overrides are applied (see [`Config::apply_env`]).
+    pub fn from_toml(text: &str, base_dir: impl Into<PathBuf>) -> Result<Config, ConfigError> {
+        let config = Config::parse(text, base_dir.into())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn parse(text: &str, base_dir: PathBuf) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|err| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            message: err.to_string(),
+        })?;
+        config.base_dir = base_dir;
+        Ok(config)
+    }
+
+    /// Applies `USP_ENDPOINT_ID`, `USP_BOARD_OUI` and `USP_BOARD_SERIAL` as read by `lookup`.
+    /// Empty values are ignored.
+    pub fn apply_env(&mut self, lookup: impl Fn(&str) -> Option<String>) {
+        let set = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        if let Some(endpoint_id) = set("USP_ENDPOINT_ID") {
+            self.agent.endpoint_id = Some(endpoint_id);
+        }
+        if let Some(oui) = set("USP_BOARD_OUI") {
+            self.device_info.manufacturer_oui = oui;
+        }
+        if let Some(serial) = set("USP_BOARD_SERIAL") {
+            self.device_info.serial_number = serial;
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let oui = &self.device_info.manufacturer_oui;
+        if oui.len() != 6
+            || !oui
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        {
+            return Err(ConfigError::Invalid {
+                key: "device_info.manufacturer_oui",
+                reason: format!("{oui:?} is not six upper-case hex digits"),
+            });
+        }
+        if self.agent.max_record_size < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "agent.max_record_size",
+                reason: format!(
+                    "{} bytes is below the 1024-byte minimum",
+                    self.agent.max_record_size
+                ),
+            });
+        }
+        if self.endpoint_id().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "agent.endpoint_id",
+                reason: "must not be empty".to_string(),
+            });
+        }
+        for (key, argv) in [
+            ("commands.reboot", &self.commands.reboot),
+            ("commands.factory_reset", &self.commands.factory_reset),
+        ] {
+            if argv.as_ref().is_some_and(|argv| argv.is_empty()) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "an empty list runs nothing; leave the key out instead".to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The Endpoint ID: configured (or `USP_ENDPOINT_ID`), else `os::<OUI>-<Serial>`.
+    pub fn endpoint_id(&self) -> String {
+        match &self.agent.endpoint_id {
+            Some(endpoint_id) => endpoint_id.clone(),
+            None => format!(
+                "os::{}-{}",
+                self.device_info.manufacturer_oui, self.device_info.serial_number
+            ),
+        }
+    }
+
+    /// The state directory, resolved.
+    pub fn state_dir(&self) -> PathBuf {
+        self.resolve(&self.agent.state_dir)
+    }
+
+    /// The SQLite database file inside the state directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.state_dir().join("agent.db")
+    }
+
+    /// The control socket path, resolved.
+    pub fn control_socket(&self) -> PathBuf {
+        match &self.agent.control_socket {
+            Some(path) => self.resolve(path),
+            None => self.state_dir().join("control.sock"),
+        }
+    }
+
+    /// The factory-reset file, resolved, if one is configured.
+    pub fn factory_reset_file(&self) -> Option<PathBuf> {
+        self.agent
+            .factory_reset_file
+            .as_ref()
+            .map(|path| self.resolve(path))
+    }
+
+    /// The plugin directory, resolved, if one is configured.
+    pub fn plugin_dir(&self) -> Option<PathBuf> {
+        self.plugins.dir.as_ref().map(|path| self.resolve(path))
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let config = Config::from_toml("", "/etc/usp").unwrap();
+        assert_eq!(config.state_dir(), PathBuf::from("/etc/usp/state"));
+        assert_eq!(
+            config.control_socket(),
+            PathBuf::from("/etc/usp/state/control.sock")
+        );
+        assert_eq!(config.endpoint_id(), "os::000000-0001");
+        assert_eq!(config.agent.max_record_size, 5 * 1024 * 1024);
+        assert!(!config.agent.serve_untrusted);
+        assert!(config.commands.reboot.is_none());
+        assert!(config.factory_reset_file().is_none());
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let config = Config::from_toml(
+            "[agent]\nstate_dir = \"var\"\nfactory_reset_file = \"fr.txt\"\ncontrol_socket = \"/run/x.sock\"\n",
+            "/opt/agent",
+        )
+        .unwrap();
+        assert_eq!(
+            config.database_path(),
+            PathBuf::from("/opt/agent/var/agent.db")
+        );
+        assert_eq!(
+            config.factory_reset_file(),
+            Some(PathBuf::from("/opt/agent/fr.txt"))
+        );
+        assert_eq!(config.control_socket(), PathBuf::from("/run/x.sock"));
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let err = Config::from_toml("[agent]\nendpoint = \"x\"\n", ".").unwrap_err();
+        assert!(err.to_string().contains("endpoint"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_rejected() {
+        let err = Config::from_toml("[agent]\nserve_untrusted = \"yes\"\n", ".").unwrap_err();
+        assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    }
+
+    #[test]
+    fn lower_case_oui_is_rejected() {
+        let err =
+            Config::from_toml("[device_info]\nmanufacturer_oui = \"00a0b1\"\n", ".").unwrap_err();
+        assert!(
+            err.to_string().contains("device_info.manufacturer_oui"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_reboot_command_is_rejected() {
+        let err = Config::from_toml("[commands]\nreboot = []\n", ".").unwrap_err();
+        assert!(err.to_string().contains("commands.reboot"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_identity() {
+        let mut config = Config::from_toml("[agent]\nendpoint_id = \"os::cfg\"\n", ".").unwrap();
+        config.apply_env(|name| match name {
+            "USP_ENDPOINT_ID" => Some("os::env".to_string()),
+            "USP_BOARD_OUI" => Some("ABCDEF".to_string()),
+            "USP_BOARD_SERIAL" => Some(String::new()),
+            _ => None,
+        });
+        assert_eq!(config.endpoint_id(), "os::env");
+        assert_eq!(config.device_info.manufacturer_oui, "ABCDEF");
+        assert_eq!(config.device_info.serial_number, "0001");
+    }
+
+    #[test]
+    fn default_endpoint_id_follows_oui_and_serial() {
+        let mut config = Config::from_toml("", ".").unwrap();
+        config.apply_env(|name| match name {
+            "USP_BOARD_OUI" => Some("00D09E".to_string()),
+            "USP_BOARD_SERIAL" => Some("SN42".to_string()),
+            _ => None,
+        });
+        assert_eq!(config.endpoint_id(), "os::00D09E-SN42");
+    }
+}

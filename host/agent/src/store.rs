@@ -1,0 +1,492 @@
+//! The SQLite store under the state directory: the durable copy of the configuration the
+//! data model holds in memory. It is read once at boot and written once per committed message,
+//! in one SQLite transaction, never per parameter.
+//!
+//! Durability: WAL with `synchronous=FULL`, so every committed transaction's WAL frames are
+//! fsynced before [`Store::commit`] returns; a power loss right after a USP response cannot lose
+//! the change it acknowledged. (`synchronous=NORMAL` would skip that fsync and may roll back the
+//! last transactions on power loss; it is not used.)
+//!
+//! A database that cannot be opened or fails `PRAGMA quick_check` is moved aside as
+//! `agent.db.corrupt-<unix-seconds>` and rebuilt empty, with an error log line; the caller then
+//! applies the factory-reset file as on a first boot.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Layout version of the tables below; a database with another version is treated as corrupt.
+const SCHEMA_VERSION: i64 = 1;
+
+/// A store failure. Reported at boot (fatal) or logged after a commit (see the actor).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("sqlite {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// A file operation (creating the state directory, moving a corrupt database) failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was attempted.
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+}
+
+/// One durable change, as produced by a committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredChange {
+    /// A parameter now holds `value` (`path` is a concrete parameter path).
+    Set {
+        /// Concrete parameter path.
+        path: String,
+        /// New value.
+        value: String,
+    },
+    /// An instance was created (concrete instance path ending in `.`).
+    Created {
+        /// Concrete instance path.
+        path: String,
+    },
+    /// An instance and everything below it were deleted (path ends in `.`).
+    Deleted {
+        /// Concrete instance path.
+        path: String,
+    },
+}
+
+/// Everything the store holds, as read at boot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Instance paths, in path order (a parent before its children).
+    pub instances: Vec<String>,
+    /// Parameter paths and values, in path order.
+    pub params: Vec<(String, String)>,
+}
+
+/// How [`Store::open`] found the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    /// There was no database: first boot.
+    Created,
+    /// An existing, healthy database.
+    Existing,
+    /// The database was unusable and was moved to `moved_to`; a new, empty one was created.
+    Recovered {
+        /// Where the unusable file now is.
+        moved_to: PathBuf,
+        /// Why it was unusable.
+        reason: String,
+    },
+}
+
+impl Opened {
+    /// True when the store starts empty and factory defaults must be applied.
+    pub fn is_fresh(&self) -> bool {
+        !matches!(self, Opened::Existing)
+    }
+}
+
+/// The open database.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating the directory and file if needed) the database at `path`; an unusable
+    /// database is moved aside and replaced.
+    pub fn open(path: &Path) -> Result<(Store, Opened), StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                action: "create directory",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let existed = path.exists();
+        match Store::open_checked(path) {
+            Ok(store) if existed => Ok((store, Opened::Existing)),
+            Ok(store) => Ok((store, Opened::Created)),
+            Err(reason) => {
+                let moved_to = move_aside(path)?;
+                tracing::error!(
+                    database = %path.display(),
+                    moved_to = %moved_to.display(),
+                    %reason,
+                    "database is unusable; moved it aside and starting from factory defaults"
+                );
+                let store = Store::open_checked(path).map_err(|source| StoreError::Sqlite {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Ok((
+                    store,
+                    Opened::Recovered {
+                        moved_to,
+                        reason: reason.to_string(),
+                    },
+                ))
+            }
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<Store, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        let check: String = conn.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+        if check != "ok" {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some(format!("quick_check: {check}")),
+            ));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS instances (path TEXT PRIMARY KEY) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS params (path TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+        )?;
+        let version: Option<String> = conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match version {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    params![SCHEMA_VERSION.to_string()],
+                )?;
+            }
+            Some(version) if version == SCHEMA_VERSION.to_string() => {}
+            Some(version) => {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                    Some(format!("unknown store schema version {version}")),
+                ));
+            }
+        }
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Reads everything the store holds.
+    pub fn load(&self) -> Result<Snapshot, StoreError> {
+        let read = || -> Result<Snapshot, rusqlite::Error> {
+            let mut snapshot = Snapshot::default();
+            let mut stmt = self
+                .conn
+                .prepare("SELECT path FROM instances ORDER BY path")?;
+            for row in stmt.query_map([], |row| row.get(0))? {
+                snapshot.instances.push(row?);
+            }
+            let mut stmt = self
+                .conn
+                .prepare("SELECT path, value FROM params ORDER BY path")?;
+            for row in stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
+                snapshot.params.push(row?);
+            }
+            Ok(snapshot)
+        };
+        read().map_err(|source| self.error(source))
+    }
+
+    /// Writes one committed change set in one transaction (one fsync).
+    pub fn commit(&mut self, changes: &[StoredChange]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let write = |conn: &mut Connection| -> Result<(), rusqlite::Error> {
+            let tx = conn.transaction()?;
+            {
+                let mut set = tx.prepare_cached(
+                    "INSERT INTO params (path, value) VALUES (?1, ?2)
+                     ON CONFLICT(path) DO UPDATE SET value = excluded.value",
+                )?;
+                let mut create =
+                    tx.prepare_cached("INSERT OR IGNORE INTO instances (path) VALUES (?1)")?;
+                let mut delete_params =
+                    tx.prepare_cached("DELETE FROM params WHERE path >= ?1 AND path < ?2")?;
+                let mut delete_instances =
+                    tx.prepare_cached("DELETE FROM instances WHERE path >= ?1 AND path < ?2")?;
+                for change in changes {
+                    match change {
+                        StoredChange::Set { path, value } => {
+                            set.execute(params![path, value])?;
+                        }
+                        StoredChange::Created { path } => {
+                            create.execute(params![path])?;
+                        }
+                        StoredChange::Deleted { path } => {
+                            let end = prefix_end(path);
+                            delete_params.execute(params![path, end])?;
+                            delete_instances.execute(params![path, end])?;
+                        }
+                    }
+                }
+            }
+            tx.commit()
+        };
+        write(&mut self.conn).map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    /// Removes every instance and parameter (factory reset), in one transaction.
+    pub fn clear(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("BEGIN; DELETE FROM instances; DELETE FROM params; COMMIT;")
+            .map_err(|source| StoreError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Reads an agent-internal value (boot cause, pending timers).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![key],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|source| self.error(source))
+    }
+
+    /// Writes (or with `None`, removes) an agent-internal value, durably.
+    pub fn set_meta(&mut self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+        let result = match value {
+            Some(value) => self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            ),
+            None => self
+                .conn
+                .execute("DELETE FROM meta WHERE key = ?1", params![key]),
+        };
+        result.map(|_| ()).map_err(|source| self.error(source))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn error(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// The smallest string greater than every string starting with `prefix` (`prefix` ends in `.`;
+/// `/` is the character after `.`).
+fn prefix_end(prefix: &str) -> String {
+    match prefix.strip_suffix('.') {
+        Some(stem) => format!("{stem}/"),
+        None => format!("{prefix}\u{10FFFF}"),
+    }
+}
+
+/// Moves `path` and its WAL/SHM side files to `<path>.corrupt-<unix-seconds>`.
+fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or_default();
+    let mut target = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
+    let mut counter = 1;
+    while target.exists() {
+        target = PathBuf::from(format!("{}.corrupt-{stamp}-{counter}", path.display()));
+        counter += 1;
+    }
+    std::fs::rename(path, &target).map_err(|source| StoreError::Io {
+        action: "move aside corrupt database",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    for side in ["-wal", "-shm"] {
+        let from = PathBuf::from(format!("{}{side}", path.display()));
+        if from.exists() {
+            let to = PathBuf::from(format!("{}{side}", target.display()));
+            std::fs::rename(&from, &to).map_err(|source| StoreError::Io {
+                action: "move aside corrupt database side file",
+                path: from.clone(),
+                source,
+            })?;
+        }
+    }
+    Ok(target)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+mod tests {
+    use super::*;
+
+    fn set(path: &str, value: &str) -> StoredChange {
+        StoredChange::Set {
+            path: path.into(),
+            value: value.into(),
+        }
+    }
+
+    #[test]
+    fn first_open_creates_and_second_open_finds_existing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("sub/agent.db");
+        let (_, opened) = Store::open(&db).unwrap();
+        assert_eq!(opened, Opened::Created);
+        let (_, opened) = Store::open(&db).unwrap();
+        assert_eq!(opened, Opened::Existing);
+    }
+
+    #[test]
+    fn committed_changes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("agent.db");
+        {
+            let (mut store, _) = Store::open(&db).unwrap();
+            store
+                .commit(&[
+                    StoredChange::Created {
+                        path: "Device.A.1.".into(),
+                    },
+                    set("Device.A.1.Name", "x"),
+                    set("Device.A.1.Name", "y"),
+                    StoredChange::Created {
+                        path: "Device.A.2.".into(),
+                    },
+                    set("Device.A.2.Name", "z"),
+                ])
+                .unwrap();
+        }
+        let (store, _) = Store::open(&db).unwrap();
+        assert_eq!(
+            store.load().unwrap(),
+            Snapshot {
+                instances: vec!["Device.A.1.".into(), "Device.A.2.".into()],
+                params: vec![
+                    ("Device.A.1.Name".into(), "y".into()),
+                    ("Device.A.2.Name".into(), "z".into())
+                ],
+            }
+        );
+    }
+
+    #[test]
+    fn delete_removes_the_subtree_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
+        store
+            .commit(&[
+                StoredChange::Created {
+                    path: "Device.A.1.".into(),
+                },
+                StoredChange::Created {
+                    path: "Device.A.1.B.1.".into(),
+                },
+                set("Device.A.1.B.1.X", "1"),
+                StoredChange::Created {
+                    path: "Device.A.10.".into(),
+                },
+                set("Device.A.10.X", "10"),
+                set("Device.A.1X", "sibling"),
+            ])
+            .unwrap();
+        store
+            .commit(&[StoredChange::Deleted {
+                path: "Device.A.1.".into(),
+            }])
+            .unwrap();
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.instances, vec!["Device.A.10.".to_string()]);
+        assert_eq!(
+            snapshot.params,
+            vec![
+                ("Device.A.10.X".to_string(), "10".to_string()),
+                ("Device.A.1X".to_string(), "sibling".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_file_is_moved_aside_and_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("agent.db");
+        std::fs::write(
+            &db,
+            b"this is not an sqlite database, just some text padding it out",
+        )
+        .unwrap();
+        let (store, opened) = Store::open(&db).unwrap();
+        let Opened::Recovered { moved_to, .. } = opened else {
+            panic!("expected recovery, got {opened:?}");
+        };
+        assert!(moved_to.exists());
+        assert!(moved_to.to_string_lossy().contains("agent.db.corrupt-"));
+        assert_eq!(store.load().unwrap(), Snapshot::default());
+        let (_, opened) = Store::open(&db).unwrap();
+        assert_eq!(opened, Opened::Existing);
+    }
+
+    #[test]
+    fn unknown_schema_version_is_treated_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("agent.db");
+        {
+            let (mut store, _) = Store::open(&db).unwrap();
+            store.set_meta("schema_version", Some("99")).unwrap();
+        }
+        let (_, opened) = Store::open(&db).unwrap();
+        assert!(matches!(opened, Opened::Recovered { .. }), "{opened:?}");
+    }
+
+    #[test]
+    fn clear_empties_data_but_keeps_meta() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
+        store.commit(&[set("Device.X", "1")]).unwrap();
+        store
+            .set_meta("boot_cause", Some("RemoteFactoryReset"))
+            .unwrap();
+        store.clear().unwrap();
+        assert_eq!(store.load().unwrap(), Snapshot::default());
+        assert_eq!(
+            store.meta("boot_cause").unwrap().as_deref(),
+            Some("RemoteFactoryReset")
+        );
+    }
+
+    #[test]
+    fn store_runs_in_wal_mode_with_full_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
+        let mode: String = store
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        let sync: i64 = store
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2);
+    }
+}
