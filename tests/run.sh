@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh Debian machine: installs what the tests need (the
+# wasm32-wasip2 target, real brokers, the guest toolchains), then builds and tests everything.
+# Idempotent and quick when everything is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "toolchain (rust-toolchain.toml: Rust 1.95 + wasm32-wasip2)"
+toolchain=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+rustup toolchain list | grep -q "^$toolchain" || rustup toolchain install "$toolchain" --profile minimal
+rustup component add --toolchain "$toolchain" rustfmt clippy >/dev/null 2>&1 || true
+rustup target add --toolchain "$toolchain" wasm32-wasip2
+
+step "services and guest toolchains"
+tests/services/install.sh
+if [ -x examples/plugins/build.sh ]; then
+    examples/plugins/build.sh
+fi
+
+step "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+
+step "all tests passed"
