@@ -1,6 +1,7 @@
 //! The USP agent: configuration, persistence, built-in objects and the wiring that runs them.
 //!
 //! Layout:
+//! - [`control`]: the local control socket (framing shared with `uspctl`).
 //! - [`config`]: `agent.toml`, typed, with documented defaults and environment overrides.
 //! - [`factory_reset`]: the obuspa-compatible factory-reset text format (pure parser).
 //! - [`store`]: the SQLite store written once per committed message.
@@ -8,5 +9,6 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod control;
 pub mod factory_reset;
 pub mod store;

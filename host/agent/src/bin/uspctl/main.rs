@@ -1,0 +1,213 @@
+//! `uspctl`: talks USP to a running agent. Finds the agent through the same `agent.toml` the
+//! agent runs with (`--config`) or a control-socket path (`--socket`), sends one request, prints
+//! the answer readably or as JSON (`--json`), and exits 1 when the answer holds a USP error
+//! (printed with its code and message), 2 when the agent could not be asked at all.
+//!
+//! Layout:
+//! - `transport`: the [`transport::Transport`] trait and the control-socket transport.
+//! - `request`: command-line arguments to USP request Msgs.
+//! - `render`: USP answers to text and JSON.
+
+mod render;
+mod request;
+mod transport;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use usp_agent::config::Config;
+use usp_proto::usp;
+
+use crate::transport::{ControlSocket, exchange};
+
+/// Talk USP to a running usp-agent.
+#[derive(Parser)]
+#[command(name = "uspctl", version)]
+struct Cli {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Print the answer as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, global = true, default_value_t = 30)]
+    timeout: u64,
+    /// Endpoint ID uspctl sends from.
+    #[arg(long, global = true, default_value = "self::uspctl")]
+    controller_id: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the agent is: exactly one of these.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct TargetArgs {
+    /// The agent's config file; uspctl uses the control socket it names.
+    #[arg(long, short = 'c', global = true)]
+    config: Option<PathBuf>,
+    /// The agent's control socket.
+    #[arg(long, short = 's', global = true)]
+    socket: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Get parameter values (paths may hold wildcards and search expressions).
+    Get {
+        /// Paths to read.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Levels below each path to return (0 = all).
+        #[arg(long, default_value_t = 0)]
+        depth: u32,
+    },
+    /// Set parameters: `Object.Param=value ...` or `Object.Param value`.
+    Set {
+        /// Assignments.
+        #[arg(required = true)]
+        assignments: Vec<String>,
+        /// Apply what succeeds even if other parameters fail.
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Add an instance to a table: `Table. [Param=value ...]`.
+    Add {
+        /// Table path (`Device.LocalAgent.Controller.`).
+        table: String,
+        /// Parameter values of the new instance.
+        settings: Vec<String>,
+        /// Create the instance even if some settings fail.
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Delete instances.
+    Del {
+        /// Instance paths (may hold wildcards and search expressions).
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Delete what can be deleted even if other paths fail.
+        #[arg(long)]
+        allow_partial: bool,
+    },
+    /// Run a command: `'Device.Reboot()' [Arg=value ...]`.
+    Operate {
+        /// Command path ending in `()`.
+        command: String,
+        /// Input arguments.
+        inputs: Vec<String>,
+        /// The command key reported back in events and OperationComplete.
+        #[arg(long, default_value = "")]
+        key: String,
+    },
+    /// List instances of tables (with their unique keys).
+    Instances {
+        /// Object paths.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Only the first level of instances below each path.
+        #[arg(long)]
+        first_level: bool,
+    },
+    /// Show the supported data model (GetSupportedDM) below object paths.
+    Gsdm {
+        /// Object paths (`Device.`).
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Only the objects directly below each path.
+        #[arg(long)]
+        first_level: bool,
+    },
+    /// Print every parameter value below a path (default `Device.`).
+    Dump {
+        /// Path to dump.
+        #[arg(default_value = "Device.")]
+        path: String,
+    },
+}
+
+impl Command {
+    fn to_msg(&self, msg_id: &str) -> anyhow::Result<usp::Msg> {
+        Ok(match self {
+            Command::Get { paths, depth } => request::get(msg_id, paths, *depth),
+            Command::Set {
+                assignments,
+                allow_partial,
+            } => request::set(msg_id, assignments, *allow_partial)?,
+            Command::Add {
+                table,
+                settings,
+                allow_partial,
+            } => request::add(msg_id, table, settings, *allow_partial)?,
+            Command::Del {
+                paths,
+                allow_partial,
+            } => request::delete(msg_id, paths, *allow_partial),
+            Command::Operate {
+                command,
+                inputs,
+                key,
+            } => request::operate(msg_id, command, inputs, key)?,
+            Command::Instances { paths, first_level } => {
+                request::instances(msg_id, paths, *first_level)
+            }
+            Command::Gsdm { paths, first_level } => {
+                request::supported_dm(msg_id, paths, *first_level)
+            }
+            Command::Dump { path } => request::get(msg_id, std::slice::from_ref(path), 0),
+        })
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let socket = match (&cli.target.config, &cli.target.socket) {
+        (_, Some(socket)) => socket.clone(),
+        (Some(config), None) => Config::load(config)
+            .with_context(|| format!("reading {}", config.display()))?
+            .control_socket(),
+        (None, None) => anyhow::bail!("give --config <agent.toml> or --socket <path>"),
+    };
+    let msg_id = format!("uspctl-{}", std::process::id());
+    let request = cli.command.to_msg(&msg_id)?;
+    let mut transport = ControlSocket::connect(&socket).await?;
+    let reply = exchange(
+        &mut transport,
+        &cli.controller_id,
+        &request,
+        Duration::from_secs(cli.timeout),
+    )
+    .await?;
+    let rendered = render::render(&reply);
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(&rendered.json)?);
+    } else {
+        print!("{}", rendered.text);
+    }
+    eprint!("{}", rendered.errors);
+    Ok(!rendered.failed)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("uspctl: cannot start: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(err) => {
+            eprintln!("uspctl: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
