@@ -162,6 +162,11 @@ pub trait Provider: Send + Sync {
 }
 
 /// A provider-side transaction. Nothing is visible to readers before `commit`.
+///
+/// A `set`/`add`/`delete` that returns an error must leave the transaction as it was before
+/// the call: with `allow_partial` the engine reports the failed parameter and goes on with the
+/// others in the same transaction. Changes committed through a transaction are pushed to the
+/// change sink by the engine; the provider must not push them again.
 #[async_trait]
 pub trait Transaction: Send {
     /// Writes one parameter (`object` is a concrete instance path ending in `.`).

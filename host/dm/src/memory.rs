@@ -1,0 +1,827 @@
+//! [`MemoryProvider`]: a generic, schema-driven provider that keeps parameters and table
+//! instances in memory. The agent serves its built-in configuration objects with it
+//! (`Device.LocalAgent.Controller.{i}.`, `Subscription.{i}.`, ...).
+//!
+//! What it does for the objects of its schema:
+//! - static objects (no `{i}` in their path) exist from the start with their defaults;
+//! - Add assigns instance numbers that are never reused (also across restarts, through the
+//!   persisted counter), fills defaults, creates single-instance sub-objects, generates
+//!   `cpe-N` values for unique-key strings that were not supplied (`Alias`, R-ADD.5) and
+//!   enforces unique keys (7025);
+//! - Delete removes the instance and everything below it;
+//! - every committed change set is reported once to the commit hook as [`StoredChange`]s, so
+//!   the agent can write it in one SQLite transaction per message; [`MemoryProvider::restore`]
+//!   loads a [`Snapshot`] of those rows at boot.
+//!
+//! Transactions stage their writes in an overlay: readers see nothing before commit.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use usp_codec::UspErrorCode;
+
+use crate::provider::{
+    Args, ChangeSink, GetRequest, GetResponse, OperateOutcome, ParamValues, Provider,
+    ProviderError, Transaction,
+};
+use crate::schema::{ObjectDef, Schema};
+use crate::value::ValueType;
+
+/// One persisted row-level change, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredChange {
+    /// A parameter took a value (concrete parameter path).
+    ParamSet {
+        /// `Device.LocalAgent.Controller.1.Enable`.
+        path: String,
+        /// The value.
+        value: String,
+    },
+    /// An instance was created (its parameters follow as [`StoredChange::ParamSet`]s).
+    ObjectAdded {
+        /// The instance path (`Device.LocalAgent.Controller.1.`).
+        path: String,
+        /// The table's next instance number after this Add; persist it so numbers are never
+        /// reused after a restart.
+        next_instance: u32,
+    },
+    /// An instance and everything below it were removed (drop every row under `path`).
+    ObjectDeleted {
+        /// The instance path.
+        path: String,
+    },
+}
+
+/// Called once per committed transaction with its changes (never with an empty slice).
+pub type CommitHook = Arc<dyn Fn(&[StoredChange]) + Send + Sync>;
+
+/// The persisted state to load at boot: rows accumulated from [`StoredChange`]s.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Instance paths (any order; parents are created before children).
+    pub instances: Vec<String>,
+    /// Parameter values (concrete parameter path → value).
+    pub params: Vec<(String, String)>,
+    /// Next instance number per table path (`Device.LocalAgent.Controller.` → 4).
+    pub next_instance: Vec<(String, u32)>,
+}
+
+/// What [`MemoryProvider::restore`] could not place (schema changed since it was stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Instance and parameter paths that were skipped.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Store {
+    /// Concrete object path → its parameter values.
+    objects: BTreeMap<String, ParamValues>,
+    /// Concrete table path (no instance) → its instance numbers.
+    tables: BTreeMap<String, BTreeSet<u32>>,
+    /// Concrete table path → next instance number.
+    next: BTreeMap<String, u32>,
+}
+
+struct Inner {
+    name: String,
+    schema: Arc<Schema>,
+    store: Mutex<Store>,
+    hook: Option<CommitHook>,
+    volatile: Vec<String>,
+    sink: Mutex<Option<ChangeSink>>,
+}
+
+/// A schema-driven in-memory provider. See the module docs.
+#[derive(Clone)]
+pub struct MemoryProvider {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MemoryProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryProvider")
+            .field("name", &self.inner.name)
+            .finish()
+    }
+}
+
+/// The supported path of a concrete path: instance numbers become `{i}`.
+pub fn supported_path(concrete: &str) -> String {
+    let mut out = String::with_capacity(concrete.len() + 8);
+    for part in concrete.split_inclusive('.') {
+        let bare = part.trim_end_matches('.');
+        if !bare.is_empty() && bare.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str("{i}");
+            out.push_str(&part[bare.len()..]);
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+fn error(code: UspErrorCode, message: impl Into<String>) -> ProviderError {
+    ProviderError::new(code, message)
+}
+
+fn defaults(def: &ObjectDef) -> ParamValues {
+    def.params
+        .iter()
+        .map(|param| {
+            (
+                param.name.clone(),
+                param.default.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+impl MemoryProvider {
+    /// A provider serving `schema`, with every static object created with its defaults.
+    pub fn new(name: impl Into<String>, schema: Schema) -> Self {
+        let mut store = Store::default();
+        for def in schema.objects() {
+            if def.path.contains("{i}") {
+                if def.path.matches("{i}").count() == 1 {
+                    let table = def.path.trim_end_matches("{i}.").to_string();
+                    store.tables.entry(table.clone()).or_default();
+                    store.next.entry(table).or_insert(1);
+                }
+            } else {
+                store.objects.insert(def.path.clone(), defaults(def));
+            }
+        }
+        MemoryProvider {
+            inner: Arc::new(Inner {
+                name: name.into(),
+                schema: Arc::new(schema),
+                store: Mutex::new(store),
+                hook: None,
+                volatile: Vec::new(),
+                sink: Mutex::new(None),
+            }),
+        }
+    }
+
+    fn inner_mut(&mut self) -> Option<&mut Inner> {
+        Arc::get_mut(&mut self.inner)
+    }
+
+    /// Builder: reports committed change sets to `hook` (see [`CommitHook`]). Must be called
+    /// before the provider is shared (cloned or registered); later calls are ignored.
+    pub fn with_commit_hook(mut self, hook: CommitHook) -> Self {
+        if let Some(inner) = self.inner_mut() {
+            inner.hook = Some(hook);
+        }
+        self
+    }
+
+    /// Builder: changes under `prefix` (a concrete path such as `Device.LocalAgent.Request.`)
+    /// are not reported to the commit hook, because they must not survive a restart.
+    pub fn with_volatile(mut self, prefix: impl Into<String>) -> Self {
+        if let Some(inner) = self.inner_mut() {
+            inner.volatile.push(prefix.into());
+        }
+        self
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave the store half-written: writes are
+        // applied from a fully built overlay. So a poisoned lock is still consistent.
+        self.inner
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The current value of a parameter (concrete path), if it exists.
+    pub fn value(&self, path: &str) -> Option<String> {
+        let cut = path.rfind('.')?;
+        let store = self.store();
+        store
+            .objects
+            .get(&path[..=cut])?
+            .get(&path[cut + 1..])
+            .cloned()
+    }
+
+    /// Agent-internal write (no access checks): sets a parameter, reports it to the commit hook
+    /// and pushes a [`Change::ValueChanged`](crate::Change::ValueChanged) to the change sink.
+    pub fn set_value(&self, path: &str, value: &str) -> Result<(), ProviderError> {
+        let cut = path.rfind('.').ok_or_else(|| {
+            error(
+                UspErrorCode::InvalidPathSyntax,
+                format!("{path}: not a parameter path"),
+            )
+        })?;
+        let mut tx = self.transaction();
+        tx.set_sync(&path[..=cut], &path[cut + 1..], value)?;
+        self.commit_sync(tx);
+        self.push(crate::Change::ValueChanged {
+            path: path.to_string(),
+            value: value.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Agent-internal Add (works on read-only tables such as `Device.LocalAgent.Request.`);
+    /// pushes [`Change::ObjectCreated`](crate::Change::ObjectCreated).
+    pub fn add_instance(&self, table: &str, params: &ParamValues) -> Result<u32, ProviderError> {
+        let mut tx = self.transaction();
+        let number = tx.add_sync(table, params)?;
+        self.commit_sync(tx);
+        self.push(crate::Change::ObjectCreated {
+            path: format!("{table}{number}."),
+        });
+        Ok(number)
+    }
+
+    /// Agent-internal Delete; pushes [`Change::ObjectDeleted`](crate::Change::ObjectDeleted).
+    pub fn delete_instance(&self, path: &str) -> Result<(), ProviderError> {
+        let mut tx = self.transaction();
+        tx.delete_sync(path)?;
+        self.commit_sync(tx);
+        self.push(crate::Change::ObjectDeleted {
+            path: path.to_string(),
+        });
+        Ok(())
+    }
+
+    fn push(&self, change: crate::Change) {
+        let sink = self
+            .inner
+            .sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(sink) = sink {
+            sink.push(change);
+        }
+    }
+
+    fn transaction(&self) -> MemoryTransaction {
+        MemoryTransaction {
+            provider: self.clone(),
+            overlay: Overlay::default(),
+            journal: Vec::new(),
+        }
+    }
+
+    fn commit_sync(&self, tx: MemoryTransaction) {
+        let MemoryTransaction {
+            overlay, journal, ..
+        } = tx;
+        {
+            let mut store = self.store();
+            for (path, values) in overlay.objects {
+                match values {
+                    Some(values) => {
+                        store.objects.insert(path, values);
+                    }
+                    None => {
+                        store.objects.remove(&path);
+                    }
+                }
+            }
+            for (path, numbers) in overlay.tables {
+                match numbers {
+                    Some(numbers) => {
+                        store.tables.insert(path, numbers);
+                    }
+                    None => {
+                        store.tables.remove(&path);
+                    }
+                }
+            }
+            for (path, next) in overlay.next {
+                store.next.insert(path, next);
+            }
+        }
+        let reported: Vec<StoredChange> = journal
+            .into_iter()
+            .filter(|change| {
+                let path = match change {
+                    StoredChange::ParamSet { path, .. }
+                    | StoredChange::ObjectAdded { path, .. }
+                    | StoredChange::ObjectDeleted { path } => path,
+                };
+                !self
+                    .inner
+                    .volatile
+                    .iter()
+                    .any(|prefix| path.starts_with(prefix.as_str()))
+            })
+            .collect();
+        if let (Some(hook), false) = (&self.inner.hook, reported.is_empty()) {
+            hook(&reported);
+        }
+    }
+
+    /// Loads persisted rows at boot (before registration): creates the instances with their
+    /// defaults, applies the values and the instance counters. Does not call the commit hook.
+    pub fn restore(&self, snapshot: &Snapshot) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        let mut instances: Vec<&String> = snapshot.instances.iter().collect();
+        instances.sort_by_key(|path| (path.matches('.').count(), (*path).clone()));
+        let mut store = self.store();
+        for path in instances {
+            if !create_instance(&self.inner.schema, &mut store, path) {
+                report.skipped.push(path.clone());
+            }
+        }
+        for (path, value) in &snapshot.params {
+            let placed = path.rfind('.').is_some_and(|cut| {
+                let (object, name) = (&path[..=cut], &path[cut + 1..]);
+                let known = self
+                    .inner
+                    .schema
+                    .object(&supported_path(object))
+                    .is_some_and(|def| def.param(name).is_some());
+                match store.objects.get_mut(object) {
+                    Some(values) if known => {
+                        values.insert(name.to_string(), value.clone());
+                        true
+                    }
+                    _ => false,
+                }
+            });
+            if !placed {
+                report.skipped.push(path.clone());
+            }
+        }
+        for (table, next) in &snapshot.next_instance {
+            let highest = store
+                .tables
+                .get(table)
+                .and_then(|numbers| numbers.last().copied())
+                .unwrap_or(0);
+            store
+                .next
+                .insert(table.clone(), (*next).max(highest.saturating_add(1)));
+        }
+        let tables: Vec<String> = store.tables.keys().cloned().collect();
+        for table in tables {
+            let highest = store
+                .tables
+                .get(&table)
+                .and_then(|numbers| numbers.last().copied())
+                .unwrap_or(0);
+            let next = store.next.entry(table).or_insert(1);
+            *next = (*next).max(highest.saturating_add(1));
+        }
+        report
+    }
+
+    /// The whole state as persistable rows (what a full dump of the store would hold).
+    pub fn snapshot(&self) -> Snapshot {
+        let store = self.store();
+        let mut snapshot = Snapshot::default();
+        for (table, numbers) in &store.tables {
+            for number in numbers {
+                snapshot.instances.push(format!("{table}{number}."));
+            }
+        }
+        for (object, values) in &store.objects {
+            for (name, value) in values {
+                snapshot
+                    .params
+                    .push((format!("{object}{name}"), value.clone()));
+            }
+        }
+        snapshot.next_instance = store
+            .next
+            .iter()
+            .map(|(table, next)| (table.clone(), *next))
+            .collect();
+        snapshot
+    }
+}
+
+/// Creates an instance (with defaults, sub-objects and nested table entries) in a store.
+/// Returns false when its table is unknown or its parent does not exist.
+fn create_instance(schema: &Schema, store: &mut Store, path: &str) -> bool {
+    let supported = supported_path(path);
+    if schema.object(&supported).is_none() {
+        return false;
+    }
+    let Some(cut) = path.trim_end_matches('.').rfind('.') else {
+        return false;
+    };
+    let table = &path[..=cut];
+    let Ok(number) = path[cut + 1..path.len() - 1].parse::<u32>() else {
+        return false;
+    };
+    let Some(numbers) = store.tables.get_mut(table) else {
+        return false;
+    };
+    numbers.insert(number);
+    let mut objects = Vec::new();
+    let mut tables = Vec::new();
+    for def in schema.subtree(&supported) {
+        let rest = &def.path[supported.len()..];
+        match rest.matches("{i}").count() {
+            0 => objects.push((format!("{path}{rest}"), defaults(def))),
+            1 if rest.ends_with("{i}.") => {
+                tables.push(format!("{path}{}", rest.trim_end_matches("{i}.")));
+            }
+            _ => {}
+        }
+    }
+    for (object, values) in objects {
+        store.objects.entry(object).or_insert(values);
+    }
+    for table in tables {
+        store.tables.entry(table.clone()).or_default();
+        store.next.entry(table).or_insert(1);
+    }
+    true
+}
+
+/// Staged writes of one transaction: `None` marks a deletion.
+#[derive(Debug, Default)]
+struct Overlay {
+    objects: BTreeMap<String, Option<ParamValues>>,
+    tables: BTreeMap<String, Option<BTreeSet<u32>>>,
+    next: BTreeMap<String, u32>,
+}
+
+struct MemoryTransaction {
+    provider: MemoryProvider,
+    overlay: Overlay,
+    journal: Vec<StoredChange>,
+}
+
+impl MemoryTransaction {
+    fn schema(&self) -> &Schema {
+        &self.provider.inner.schema
+    }
+
+    fn object(&self, store: &Store, path: &str) -> Option<ParamValues> {
+        match self.overlay.objects.get(path) {
+            Some(values) => values.clone(),
+            None => store.objects.get(path).cloned(),
+        }
+    }
+
+    fn table(&self, store: &Store, path: &str) -> Option<BTreeSet<u32>> {
+        match self.overlay.tables.get(path) {
+            Some(numbers) => numbers.clone(),
+            None => store.tables.get(path).cloned(),
+        }
+    }
+
+    /// Checks every unique key of the table holding `instance` against its siblings.
+    fn check_unique(
+        &self,
+        store: &Store,
+        instance: &str,
+        values: &ParamValues,
+    ) -> Result<(), ProviderError> {
+        let supported = supported_path(instance);
+        let Some(def) = self.schema().object(&supported) else {
+            return Ok(());
+        };
+        if def.unique_keys.is_empty() {
+            return Ok(());
+        }
+        let trimmed = instance.trim_end_matches('.');
+        let Some(cut) = trimmed.rfind('.') else {
+            return Ok(());
+        };
+        let table = &instance[..=cut];
+        let Some(numbers) = self.table(store, table) else {
+            return Ok(());
+        };
+        for number in numbers {
+            let sibling = format!("{table}{number}.");
+            if sibling == instance {
+                continue;
+            }
+            let Some(other) = self.object(store, &sibling) else {
+                continue;
+            };
+            for key in &def.unique_keys {
+                if key.iter().all(|name| values.get(name) == other.get(name)) {
+                    return Err(error(
+                        UspErrorCode::DuplicateUniqueKey,
+                        format!("{instance}: {} equals that of {sibling}", key.join("+")),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn set_sync(&mut self, object: &str, param: &str, value: &str) -> Result<(), ProviderError> {
+        let store = self.provider.store();
+        let mut values = self.object(&store, object).ok_or_else(|| {
+            error(
+                UspErrorCode::ObjectDoesNotExist,
+                format!("{object} does not exist"),
+            )
+        })?;
+        let known = self
+            .schema()
+            .object(&supported_path(object))
+            .is_some_and(|def| def.param(param).is_some());
+        if !known {
+            return Err(error(
+                UspErrorCode::UnsupportedParameter,
+                format!("{object}{param} is not a supported parameter"),
+            ));
+        }
+        values.insert(param.to_string(), value.to_string());
+        self.check_unique(&store, object, &values)?;
+        drop(store);
+        self.overlay
+            .objects
+            .insert(object.to_string(), Some(values));
+        self.journal.push(StoredChange::ParamSet {
+            path: format!("{object}{param}"),
+            value: value.to_string(),
+        });
+        Ok(())
+    }
+
+    fn add_sync(&mut self, table: &str, params: &ParamValues) -> Result<u32, ProviderError> {
+        let store = self.provider.store();
+        let supported = format!("{}{{i}}.", supported_path(table));
+        let schema = Arc::clone(&self.provider.inner.schema);
+        let def = schema.object(&supported).ok_or_else(|| {
+            error(
+                UspErrorCode::ObjectNotATable,
+                format!("{table} is not a table"),
+            )
+        })?;
+        let mut numbers = self.table(&store, table).ok_or_else(|| {
+            error(
+                UspErrorCode::ObjectDoesNotExist,
+                format!("{table}: parent object does not exist"),
+            )
+        })?;
+        let number = self
+            .overlay
+            .next
+            .get(table)
+            .or_else(|| store.next.get(table))
+            .copied()
+            .unwrap_or(1)
+            .max(numbers.last().map_or(1, |n| n.saturating_add(1)));
+        let path = format!("{table}{number}.");
+        // Build the instance and its sub-objects in a scratch store view.
+        let mut objects: BTreeMap<String, ParamValues> = BTreeMap::new();
+        let mut tables: Vec<String> = Vec::new();
+        for sub in schema.subtree(&supported) {
+            let rest = &sub.path[supported.len()..];
+            match rest.matches("{i}").count() {
+                0 => {
+                    objects.insert(format!("{path}{rest}"), defaults(sub));
+                }
+                1 if rest.ends_with("{i}.") => {
+                    tables.push(format!("{path}{}", rest.trim_end_matches("{i}.")));
+                }
+                _ => {}
+            }
+        }
+        for (name, value) in params {
+            let (prefix, param) = match name.rfind('.') {
+                Some(cut) => (&name[..=cut], &name[cut + 1..]),
+                None => ("", name.as_str()),
+            };
+            let object = format!("{path}{prefix}");
+            let known = schema
+                .object(&format!("{supported}{prefix}"))
+                .is_some_and(|sub| sub.param(param).is_some());
+            match objects.get_mut(&object) {
+                Some(values) if known => {
+                    values.insert(param.to_string(), value.clone());
+                }
+                _ => {
+                    return Err(error(
+                        UspErrorCode::UnsupportedParameter,
+                        format!("{table}{{i}}.{name} is not a supported parameter"),
+                    ));
+                }
+            }
+        }
+        // R-ADD.5: generate unique-key strings the Controller did not supply.
+        let own = objects.entry(path.clone()).or_default();
+        for key in &def.unique_keys {
+            for name in key {
+                let is_string = def
+                    .param(name)
+                    .is_some_and(|param| param.value_type == ValueType::String);
+                let supplied = params.contains_key(name);
+                if is_string && !supplied && own.get(name).is_none_or(String::is_empty) {
+                    let taken = |candidate: &str| {
+                        numbers.iter().any(|n| {
+                            self.object(&store, &format!("{table}{n}."))
+                                .is_some_and(|other| {
+                                    other.get(name).is_some_and(|v| v == candidate)
+                                })
+                        })
+                    };
+                    let mut candidate = format!("cpe-{number}");
+                    let mut suffix = 1;
+                    while taken(&candidate) {
+                        candidate = format!("cpe-{number}-{suffix}");
+                        suffix += 1;
+                    }
+                    own.insert(name.clone(), candidate);
+                }
+            }
+        }
+        let own = own.clone();
+        numbers.insert(number);
+        let previous = self
+            .overlay
+            .tables
+            .insert(table.to_string(), Some(numbers.clone()));
+        if let Err(conflict) = self.check_unique(&store, &path, &own) {
+            match previous {
+                Some(previous) => self.overlay.tables.insert(table.to_string(), previous),
+                None => self.overlay.tables.remove(table),
+            };
+            return Err(conflict);
+        }
+        drop(store);
+        self.overlay.tables.insert(table.to_string(), Some(numbers));
+        self.overlay
+            .next
+            .insert(table.to_string(), number.saturating_add(1));
+        self.journal.push(StoredChange::ObjectAdded {
+            path: path.clone(),
+            next_instance: number.saturating_add(1),
+        });
+        for nested in tables {
+            self.overlay
+                .tables
+                .insert(nested.clone(), Some(BTreeSet::new()));
+            self.overlay.next.insert(nested, 1);
+        }
+        for (object, values) in objects {
+            for (name, value) in &values {
+                self.journal.push(StoredChange::ParamSet {
+                    path: format!("{object}{name}"),
+                    value: value.clone(),
+                });
+            }
+            self.overlay.objects.insert(object, Some(values));
+        }
+        Ok(number)
+    }
+
+    fn delete_sync(&mut self, path: &str) -> Result<(), ProviderError> {
+        let store = self.provider.store();
+        let trimmed = path.trim_end_matches('.');
+        let cut = trimmed.rfind('.').ok_or_else(|| {
+            error(
+                UspErrorCode::ObjectNotATable,
+                format!("{path} is not an instance"),
+            )
+        })?;
+        let table = &path[..=cut];
+        let number: u32 = trimmed[cut + 1..].parse().map_err(|_| {
+            error(
+                UspErrorCode::ObjectNotATable,
+                format!("{path} is not an instance"),
+            )
+        })?;
+        let mut numbers = self.table(&store, table).unwrap_or_default();
+        if !numbers.remove(&number) {
+            return Err(error(
+                UspErrorCode::ObjectDoesNotExist,
+                format!("{path} does not exist"),
+            ));
+        }
+        let doomed_objects: Vec<String> = store
+            .objects
+            .range(path.to_string()..)
+            .take_while(|(key, _)| key.starts_with(path))
+            .map(|(key, _)| key.clone())
+            .chain(
+                self.overlay
+                    .objects
+                    .range(path.to_string()..)
+                    .take_while(|(key, _)| key.starts_with(path))
+                    .map(|(key, _)| key.clone()),
+            )
+            .collect();
+        let doomed_tables: Vec<String> = store
+            .tables
+            .range(path.to_string()..)
+            .take_while(|(key, _)| key.starts_with(path))
+            .map(|(key, _)| key.clone())
+            .chain(
+                self.overlay
+                    .tables
+                    .range(path.to_string()..)
+                    .take_while(|(key, _)| key.starts_with(path))
+                    .map(|(key, _)| key.clone()),
+            )
+            .collect();
+        drop(store);
+        for object in doomed_objects {
+            self.overlay.objects.insert(object, None);
+        }
+        for nested in doomed_tables {
+            self.overlay.tables.insert(nested, None);
+        }
+        self.overlay.tables.insert(table.to_string(), Some(numbers));
+        self.journal.push(StoredChange::ObjectDeleted {
+            path: path.to_string(),
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Transaction for MemoryTransaction {
+    async fn set(&mut self, object: &str, param: &str, value: &str) -> Result<(), ProviderError> {
+        self.set_sync(object, param, value)
+    }
+
+    async fn add(&mut self, table: &str, params: &ParamValues) -> Result<u32, ProviderError> {
+        self.add_sync(table, params)
+    }
+
+    async fn delete(&mut self, object: &str) -> Result<(), ProviderError> {
+        self.delete_sync(object)
+    }
+
+    async fn prepare(&mut self) -> Result<(), ProviderError> {
+        // Every check ran when the write was staged.
+        Ok(())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), ProviderError> {
+        let provider = self.provider.clone();
+        provider.commit_sync(*self);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for MemoryProvider {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn schema(&self) -> Arc<Schema> {
+        Arc::clone(&self.inner.schema)
+    }
+
+    fn attach(&self, sink: ChangeSink) {
+        *self
+            .inner
+            .sink
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sink);
+    }
+
+    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
+        let store = self.store();
+        Ok(store
+            .tables
+            .get(table)
+            .map(|numbers| numbers.iter().copied().collect())
+            .unwrap_or_default())
+    }
+
+    async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
+        let store = self.store();
+        requests
+            .iter()
+            .map(|request| match store.objects.get(&request.object) {
+                None => Err(error(
+                    UspErrorCode::ObjectDoesNotExist,
+                    format!("{} does not exist", request.object),
+                )),
+                Some(values) if request.params.is_empty() => Ok(values.clone()),
+                Some(values) => Ok(request
+                    .params
+                    .iter()
+                    .filter_map(|name| values.get(name).map(|v| (name.clone(), v.clone())))
+                    .collect()),
+            })
+            .collect()
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
+        Ok(Box::new(self.transaction()))
+    }
+
+    async fn operate(
+        &self,
+        command: &str,
+        _command_key: &str,
+        _input: Args,
+    ) -> Result<OperateOutcome, ProviderError> {
+        Err(error(
+            UspErrorCode::CommandFailure,
+            format!("{command}: the in-memory provider runs no commands"),
+        ))
+    }
+}

@@ -1,0 +1,539 @@
+//! [`DataModel`]: the engine's façade. It owns the provider [`Registry`], resolves paths (one
+//! resolver for every message), expands subtrees, reads parameters in batches (one provider call
+//! per provider per request), validates values and runs commands. Writes go through
+//! [`DmTransaction`](crate::txn::DmTransaction), started with [`DataModel::begin`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use usp_codec::path::{Leaf, Path, Segment};
+
+use crate::error::DmError;
+use crate::provider::{Args, ChangeSink, GetRequest, OperateOutcome, ParamValues, Provider};
+use crate::registry::{ProviderId, Registry};
+use crate::schema::{ObjectDef, ParamAccess, ParamDef, Schema};
+use crate::search::{self, Cursor};
+use crate::txn::DmTransaction;
+
+/// A concrete object the resolver found: an instance, a single-instance object, or (when
+/// `table` is set) a table itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResolvedObject {
+    /// Concrete path ending in `.`, instance numbers only (`Device.IP.Interface.2.`); for a
+    /// table, the path without instance (`Device.IP.Interface.`).
+    pub path: String,
+    /// Supported-DM path of the object (`Device.IP.Interface.{i}.`); tables use their `{i}.`
+    /// path too.
+    pub supported: String,
+    /// True when `path` names the table rather than one of its instances.
+    pub table: bool,
+}
+
+impl ResolvedObject {
+    /// A non-table object.
+    pub fn object(path: impl Into<String>, supported: impl Into<String>) -> Self {
+        ResolvedObject {
+            path: path.into(),
+            supported: supported.into(),
+            table: false,
+        }
+    }
+}
+
+/// What a path resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolution {
+    /// The objects the object part matched, in request order (deduplicated).
+    pub objects: Vec<ResolvedObject>,
+    /// What the path addresses on each object (validated against the schema).
+    pub leaf: Leaf,
+    /// True when the path is a search path (wildcard, search expression that is not
+    /// unique-key addressing, or `#*+`): matching nothing is then a success (R-MSG.4a).
+    pub search: bool,
+}
+
+/// One object of a batched [`DataModel::read`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// Concrete object path ending in `.`.
+    pub object: String,
+    /// Its supported path.
+    pub supported: String,
+    /// Parameter names to read (empty = all of the object's parameters).
+    pub params: Vec<String>,
+}
+
+/// The data-model engine. See the crate docs for how the agent drives it.
+pub struct DataModel {
+    registry: Registry,
+    sink: ChangeSink,
+}
+
+impl std::fmt::Debug for DataModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataModel")
+            .field("registry", &self.registry)
+            .finish()
+    }
+}
+
+impl Default for DataModel {
+    fn default() -> Self {
+        DataModel::new(ChangeSink::new(|_| {}))
+    }
+}
+
+impl DataModel {
+    /// An empty data model. `changes` receives every change: those providers push (given to
+    /// each provider by [`Provider::attach`] at registration) and those committed through
+    /// [`DataModel::begin`] transactions (pushed by the engine after commit).
+    pub fn new(changes: ChangeSink) -> Self {
+        DataModel {
+            registry: Registry::default(),
+            sink: changes,
+        }
+    }
+
+    /// The sink every change goes to.
+    pub fn change_sink(&self) -> &ChangeSink {
+        &self.sink
+    }
+
+    /// Registers a provider (attaching the change sink). Fails on overlapping claims.
+    pub fn register(&mut self, provider: Arc<dyn Provider>) -> Result<ProviderId, DmError> {
+        let id = self.registry.register(Arc::clone(&provider))?;
+        provider.attach(self.sink.clone());
+        Ok(id)
+    }
+
+    /// Unregisters a provider; its paths become unsupported at once.
+    pub fn unregister(&mut self, id: ProviderId) -> Result<Arc<dyn Provider>, DmError> {
+        Ok(self.registry.unregister(id)?)
+    }
+
+    /// Replaces the provider behind `id` (restarted or upgraded plugin); returns the old one.
+    pub fn replace(
+        &mut self,
+        id: ProviderId,
+        provider: Arc<dyn Provider>,
+    ) -> Result<Arc<dyn Provider>, DmError> {
+        let old = self.registry.replace(id, Arc::clone(&provider))?;
+        provider.attach(self.sink.clone());
+        Ok(old)
+    }
+
+    /// The provider registry (routing, merged schema, children).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The merged Supported Data Model.
+    pub fn schema(&self) -> &Schema {
+        self.registry.schema()
+    }
+
+    /// The object definition at a supported path.
+    pub fn object_def(&self, supported: &str) -> Option<&ObjectDef> {
+        self.registry.object(supported)
+    }
+
+    pub(crate) fn owner_of(&self, supported: &str) -> Result<&Arc<dyn Provider>, DmError> {
+        self.registry
+            .owner(supported)
+            .map(|(_, provider)| provider)
+            .ok_or_else(|| DmError::Unavailable {
+                path: supported.to_string(),
+            })
+    }
+
+    pub(crate) fn owner_id(&self, supported: &str) -> Result<ProviderId, DmError> {
+        self.registry
+            .owner(supported)
+            .map(|(id, _)| id)
+            .ok_or_else(|| DmError::Unavailable {
+                path: supported.to_string(),
+            })
+    }
+
+    /// Parses and resolves a path.
+    pub async fn resolve_str(&self, text: &str) -> Result<Resolution, DmError> {
+        let path = Path::parse(text)?;
+        self.resolve(&path).await
+    }
+
+    /// Resolves a parsed path against the Instantiated Data Model: expands instances,
+    /// wildcards, search expressions, unique keys and references, and checks the leaf
+    /// against the schema.
+    pub async fn resolve(&self, path: &Path) -> Result<Resolution, DmError> {
+        let text = path.to_string();
+        let mut segments = path.segments.iter();
+        let Some(Segment::Name(root)) = segments.next() else {
+            return Err(DmError::NotSupported { path: text });
+        };
+        let root = format!("{root}.");
+        if !self.registry.knows_object(&root) {
+            return Err(DmError::NotSupported { path: text });
+        }
+        let mut cursors = vec![Cursor {
+            path: root.clone(),
+            supported: root.clone(),
+            table: false,
+        }];
+        // The supported path reached so far, kept even when nothing matched so that names
+        // after an empty search are still checked (R-GET.0: unsupported → 7026).
+        let mut template = Some((root, false));
+        let mut search = false;
+        for segment in segments {
+            if let Some((supported, table)) = &template {
+                template = match segment {
+                    Segment::Follow(_) => None,
+                    other => Some(self.step_supported(supported, *table, other, &text)?),
+                };
+            }
+            let (next, was_search) = search::step(self, &cursors, segment, &text, search).await?;
+            search |= was_search;
+            cursors = next;
+        }
+        let leaf = path.leaf.clone();
+        if let Some((supported, table)) = &template {
+            self.check_leaf(supported, *table, &leaf, &text)?;
+        }
+        let mut objects: Vec<ResolvedObject> = Vec::with_capacity(cursors.len());
+        let mut seen = std::collections::HashSet::new();
+        for cursor in cursors {
+            self.check_leaf(&cursor.supported, cursor.table, &leaf, &text)?;
+            if seen.insert(cursor.path.clone()) {
+                objects.push(ResolvedObject {
+                    path: cursor.path,
+                    supported: cursor.supported,
+                    table: cursor.table,
+                });
+            }
+        }
+        Ok(Resolution {
+            objects,
+            leaf,
+            search,
+        })
+    }
+
+    /// The supported path after one segment; fails when the schema has no such object.
+    pub(crate) fn step_supported(
+        &self,
+        supported: &str,
+        table: bool,
+        segment: &Segment,
+        text: &str,
+    ) -> Result<(String, bool), DmError> {
+        let unsupported = || DmError::NotSupported {
+            path: text.to_string(),
+        };
+        match segment {
+            Segment::Name(name) => {
+                if table {
+                    return Err(unsupported());
+                }
+                let object = format!("{supported}{name}.");
+                if self.registry.knows_object(&object) {
+                    return Ok((object, false));
+                }
+                let table_path = format!("{object}{{i}}.");
+                if self.registry.object(&table_path).is_some() {
+                    return Ok((table_path, true));
+                }
+                Err(unsupported())
+            }
+            Segment::Instance(_)
+            | Segment::Wildcard
+            | Segment::Search(_)
+            | Segment::Placeholder => {
+                if table {
+                    Ok((supported.to_string(), false))
+                } else {
+                    Err(unsupported())
+                }
+            }
+            Segment::Follow(_) => Err(unsupported()),
+        }
+    }
+
+    fn check_leaf(
+        &self,
+        supported: &str,
+        table: bool,
+        leaf: &Leaf,
+        text: &str,
+    ) -> Result<(), DmError> {
+        if matches!(leaf, Leaf::Object) {
+            return Ok(());
+        }
+        let object = if table {
+            None
+        } else {
+            self.registry.object(supported)
+        };
+        let found = match leaf {
+            Leaf::Object => true,
+            Leaf::Param(name) => object.is_some_and(|o| o.param(name).is_some()),
+            Leaf::Command(name) => object.is_some_and(|o| o.command(name).is_some()),
+            Leaf::Event(name) => object.is_some_and(|o| o.event(name).is_some()),
+        };
+        if found {
+            Ok(())
+        } else if matches!(leaf, Leaf::Param(_)) {
+            Err(DmError::UnknownParam {
+                path: text.to_string(),
+            })
+        } else {
+            Err(DmError::NotSupported {
+                path: text.to_string(),
+            })
+        }
+    }
+
+    /// Instance numbers of a concrete table path (`Device.IP.Interface.`), ascending.
+    pub async fn instances(&self, table: &str, supported: &str) -> Result<Vec<u32>, DmError> {
+        let provider = self.owner_of(supported)?;
+        let mut numbers = provider
+            .instances(table)
+            .await
+            .map_err(|error| DmError::provider(table, error))?;
+        numbers.sort_unstable();
+        numbers.dedup();
+        Ok(numbers)
+    }
+
+    /// The objects of a subtree, in path order: `start` itself (or, for a table, its
+    /// instances) and the sub-objects and instances below, down to `max_depth` levels
+    /// (R-GET.5: 0 = unlimited, 1 = only the object itself, 2 = plus its children, ...).
+    pub async fn subtree(
+        &self,
+        start: &ResolvedObject,
+        max_depth: u32,
+    ) -> Result<Vec<ResolvedObject>, DmError> {
+        let max_depth = if max_depth == 0 { u32::MAX } else { max_depth };
+        let mut out = Vec::new();
+        let mut stack: Vec<(ResolvedObject, u32)> = Vec::new();
+        if start.table {
+            let numbers = self.instances(&start.path, &start.supported).await?;
+            for number in numbers.into_iter().rev() {
+                stack.push((
+                    ResolvedObject::object(format!("{}{number}.", start.path), &start.supported),
+                    1,
+                ));
+            }
+        } else {
+            stack.push((start.clone(), 1));
+        }
+        while let Some((object, depth)) = stack.pop() {
+            let children = self.registry.children(&object.supported);
+            let mut below = Vec::new();
+            if depth < max_depth {
+                for child in children {
+                    let name_part = &child[object.supported.len()..];
+                    if let Some(name) = name_part.strip_suffix(".{i}.") {
+                        let table = format!("{}{name}.", object.path);
+                        let numbers = self.instances(&table, child).await?;
+                        for number in numbers {
+                            below.push(ResolvedObject::object(format!("{table}{number}."), child));
+                        }
+                    } else {
+                        below.push(ResolvedObject::object(
+                            format!("{}{name_part}", object.path),
+                            child,
+                        ));
+                    }
+                }
+            }
+            out.push(object);
+            for child in below.into_iter().rev() {
+                stack.push((child, depth + 1));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads parameters of many objects: one provider call per provider, answers in request
+    /// order. Parameters not in the schema are dropped and write-only ones read as "".
+    pub async fn read(&self, requests: &[ReadRequest]) -> Vec<Result<ParamValues, DmError>> {
+        let mut answers: Vec<Option<Result<ParamValues, DmError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        let mut batches: BTreeMap<ProviderId, Vec<usize>> = BTreeMap::new();
+        for (index, request) in requests.iter().enumerate() {
+            match self.registry.object(&request.supported) {
+                None => answers[index] = Some(Ok(ParamValues::new())),
+                Some(def) if def.params.is_empty() => answers[index] = Some(Ok(ParamValues::new())),
+                Some(_) => match self.owner_id(&request.supported) {
+                    Ok(id) => batches.entry(id).or_default().push(index),
+                    Err(error) => answers[index] = Some(Err(error)),
+                },
+            }
+        }
+        for (id, indices) in batches {
+            let Some(provider) = self.registry.provider(id) else {
+                continue;
+            };
+            let calls: Vec<GetRequest> = indices
+                .iter()
+                .map(|index| GetRequest {
+                    object: requests[*index].object.clone(),
+                    params: requests[*index].params.clone(),
+                })
+                .collect();
+            let mut results = provider.get(&calls).await.into_iter();
+            for index in indices {
+                let request = &requests[index];
+                let answer = match results.next() {
+                    Some(Ok(values)) => Ok(self.filter_read(request, values)),
+                    Some(Err(error)) => Err(DmError::provider(&request.object, error)),
+                    None => Err(DmError::provider(
+                        &request.object,
+                        crate::provider::ProviderError::new(
+                            usp_codec::UspErrorCode::InternalError,
+                            format!("provider \"{}\" returned too few answers", provider.name()),
+                        ),
+                    )),
+                };
+                answers[index] = Some(answer);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|| Ok(ParamValues::new())))
+            .collect()
+    }
+
+    fn filter_read(&self, request: &ReadRequest, values: ParamValues) -> ParamValues {
+        let Some(def) = self.registry.object(&request.supported) else {
+            return ParamValues::new();
+        };
+        values
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let param = def.param(&name)?;
+                if !request.params.is_empty() && !request.params.contains(&name) {
+                    return None;
+                }
+                let value = if param.access == ParamAccess::WriteOnly {
+                    String::new()
+                } else {
+                    value
+                };
+                Some((name, value))
+            })
+            .collect()
+    }
+
+    /// Reads one parameter of one object.
+    pub async fn read_param(
+        &self,
+        object: &ResolvedObject,
+        param: &str,
+    ) -> Result<String, DmError> {
+        let request = ReadRequest {
+            object: object.path.clone(),
+            supported: object.supported.clone(),
+            params: vec![param.to_string()],
+        };
+        let mut answers = self.read(std::slice::from_ref(&request)).await;
+        match answers.pop() {
+            Some(Ok(mut values)) => Ok(values.remove(param).unwrap_or_default()),
+            Some(Err(error)) => Err(error),
+            None => Ok(String::new()),
+        }
+    }
+
+    /// Finds the definition of a parameter given relative to an object, possibly through
+    /// single-instance sub-objects (`Stats.BytesSent`). Returns the sub-object's supported path
+    /// and concrete path with the definition.
+    pub fn param_def<'a>(
+        &'a self,
+        object: &ResolvedObject,
+        relative: &str,
+    ) -> Option<(ResolvedObject, &'a ParamDef)> {
+        let (prefix, name) = match relative.rfind('.') {
+            Some(cut) => (&relative[..=cut], &relative[cut + 1..]),
+            None => ("", relative),
+        };
+        let supported = format!("{}{prefix}", object.supported);
+        let def = self.registry.object(&supported)?;
+        let param = def.param(name)?;
+        Some((
+            ResolvedObject::object(format!("{}{prefix}", object.path), supported),
+            param,
+        ))
+    }
+
+    /// Validates one value a Controller writes (R-ENC.6; before any provider is called):
+    /// 7010 unknown, 7013 not writable, 7011/7012 bad value. Returns the canonical value.
+    /// Write-once parameters pass here; [`DmTransaction::set`] checks they are still unset.
+    pub fn check_write(
+        &self,
+        object: &ResolvedObject,
+        relative: &str,
+        value: &str,
+    ) -> Result<String, DmError> {
+        let path = format!("{}{relative}", object.path);
+        let Some((_, def)) = self.param_def(object, relative) else {
+            return Err(DmError::UnknownParam { path });
+        };
+        if def.access == ParamAccess::ReadOnly {
+            return Err(DmError::ReadOnly { path });
+        }
+        def.check(value)
+            .map_err(|source| DmError::Value { path, source })
+    }
+
+    /// Starts a transaction for Set/Add/Delete across providers.
+    pub fn begin(&self) -> DmTransaction<'_> {
+        DmTransaction::new(self)
+    }
+
+    /// Runs a command on one object after checking its arguments (R-OPR.5: missing mandatory
+    /// input → 7027; R-OPR.6: unknown inputs are dropped; inputs are type-checked).
+    pub async fn operate(
+        &self,
+        object: &ResolvedObject,
+        command: &str,
+        command_key: &str,
+        input: &Args,
+    ) -> Result<OperateOutcome, DmError> {
+        let path = format!("{}{command}", object.path);
+        let def = self
+            .registry
+            .object(&object.supported)
+            .and_then(|def| def.command(command))
+            .ok_or_else(|| DmError::NotSupported { path: path.clone() })?;
+        let mut checked = Args::new();
+        for arg in &def.input {
+            match input.get(&arg.name) {
+                Some(value) => {
+                    let value = crate::value::check(arg.value_type, &arg.constraints, value)
+                        .map_err(|error| DmError::InvalidArguments {
+                            path: path.clone(),
+                            reason: format!("argument {}: {error}", arg.name),
+                        })?;
+                    checked.insert(arg.name.clone(), value);
+                }
+                None if arg.mandatory => {
+                    return Err(DmError::InvalidArguments {
+                        path,
+                        reason: format!("mandatory argument {} is missing", arg.name),
+                    });
+                }
+                None => {}
+            }
+        }
+        // Table-valued arguments (`Rule.{i}.Name`) are passed through as given.
+        for (name, value) in input {
+            if name.contains('.') && !checked.contains_key(name) {
+                checked.insert(name.clone(), value.clone());
+            }
+        }
+        let provider = self.owner_of(&object.supported)?;
+        provider
+            .operate(&path, command_key, checked)
+            .await
+            .map_err(|error| DmError::provider(path, error))
+    }
+}

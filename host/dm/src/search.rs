@@ -1,0 +1,529 @@
+//! One resolution step per path segment, and search-expression evaluation: instance selection
+//! by number, wildcard, expression or unique key, and reference following. Comparisons are
+//! semantic, by the schema's value type (`0123` == `123`, `1` == `true`, dateTimes by instant,
+//! `~=` as list membership), as TR-369 §"Search Paths" requires.
+
+use std::collections::HashMap;
+
+use usp_codec::path::{
+    Expression, Operand, Operator, Path, RefFollow, RefItem, RelPath, RelStep, Segment,
+};
+
+use crate::error::DmError;
+use crate::model::{DataModel, ReadRequest, ResolvedObject};
+use crate::schema::ParamDef;
+use crate::value::{DateTime, Number, ValueType, parse_bool};
+
+/// A position reached while resolving: a concrete object or table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cursor {
+    pub(crate) path: String,
+    pub(crate) supported: String,
+    pub(crate) table: bool,
+}
+
+impl Cursor {
+    fn resolved(&self) -> ResolvedObject {
+        ResolvedObject {
+            path: self.path.clone(),
+            supported: self.supported.clone(),
+            table: self.table,
+        }
+    }
+}
+
+/// Applies one segment to every cursor. Returns the new cursors and whether the segment made
+/// the path a search path.
+pub(crate) async fn step(
+    dm: &DataModel,
+    cursors: &[Cursor],
+    segment: &Segment,
+    text: &str,
+    searching: bool,
+) -> Result<(Vec<Cursor>, bool), DmError> {
+    let mut next = Vec::new();
+    let mut was_search = false;
+    match segment {
+        Segment::Name(name) => {
+            for cursor in cursors {
+                let (supported, table) =
+                    dm.step_supported(&cursor.supported, cursor.table, segment, text)?;
+                next.push(Cursor {
+                    path: format!("{}{name}.", cursor.path),
+                    supported,
+                    table,
+                });
+            }
+        }
+        Segment::Instance(number) => {
+            for cursor in cursors {
+                dm.step_supported(&cursor.supported, cursor.table, segment, text)?;
+                let numbers = dm.instances(&cursor.path, &cursor.supported).await?;
+                let path = format!("{}{number}.", cursor.path);
+                if numbers.binary_search(number).is_ok() {
+                    next.push(instance(cursor, path));
+                } else if !searching {
+                    return Err(DmError::NoSuchObject { path });
+                }
+            }
+        }
+        Segment::Wildcard => {
+            was_search = true;
+            for cursor in cursors {
+                dm.step_supported(&cursor.supported, cursor.table, segment, text)?;
+                for number in dm.instances(&cursor.path, &cursor.supported).await? {
+                    next.push(instance(cursor, format!("{}{number}.", cursor.path)));
+                }
+            }
+        }
+        Segment::Search(expression) => {
+            let mut compiled: HashMap<String, Compiled> = HashMap::new();
+            for cursor in cursors {
+                dm.step_supported(&cursor.supported, cursor.table, segment, text)?;
+                if !compiled.contains_key(&cursor.supported) {
+                    let plan = compile(dm, &cursor.supported, expression, text)?;
+                    compiled.insert(cursor.supported.clone(), plan);
+                }
+            }
+            for cursor in cursors {
+                let Some(plan) = compiled.get(&cursor.supported) else {
+                    continue;
+                };
+                was_search |= !plan.unique_key;
+                let numbers = dm.instances(&cursor.path, &cursor.supported).await?;
+                let candidates: Vec<Cursor> = numbers
+                    .iter()
+                    .map(|number| instance(cursor, format!("{}{number}.", cursor.path)))
+                    .collect();
+                let matched = filter(dm, plan, candidates, text).await?;
+                if matched.is_empty() && plan.unique_key && !searching {
+                    return Err(DmError::NoSuchObject {
+                        path: format!("{}[{expression}].", cursor.path),
+                    });
+                }
+                next.extend(matched);
+            }
+        }
+        Segment::Follow(follow) => {
+            was_search |= follow.item == RefItem::All;
+            for cursor in cursors {
+                for target in follow_reference(dm, cursor, follow, text).await? {
+                    next.push(target);
+                }
+            }
+        }
+        Segment::Placeholder => {
+            return Err(DmError::NotSupported {
+                path: text.to_string(),
+            });
+        }
+    }
+    Ok((next, was_search))
+}
+
+fn instance(table: &Cursor, path: String) -> Cursor {
+    Cursor {
+        path,
+        supported: table.supported.clone(),
+        table: false,
+    }
+}
+
+/// Reads a reference parameter and resolves the object(s) it points to. Unresolvable or empty
+/// references lead nowhere (no error: the data simply has no such target).
+async fn follow_reference(
+    dm: &DataModel,
+    cursor: &Cursor,
+    follow: &RefFollow,
+    text: &str,
+) -> Result<Vec<Cursor>, DmError> {
+    let object = cursor.resolved();
+    if cursor.table || dm.param_def(&object, &follow.param).is_none() {
+        return Err(DmError::UnknownParam {
+            path: format!("{}{}", cursor.path, follow.param),
+        });
+    }
+    let value = dm.read_param(&object, &follow.param).await?;
+    let items: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect();
+    let chosen: Vec<&str> = match follow.item {
+        RefItem::First => items.first().copied().into_iter().collect(),
+        RefItem::Index(index) => items.get(index as usize - 1).copied().into_iter().collect(),
+        RefItem::All => items,
+    };
+    let mut targets = Vec::new();
+    for item in chosen {
+        let target = if item.ends_with('.') {
+            item.to_string()
+        } else {
+            format!("{item}.")
+        };
+        let Ok(path) = Path::parse(&target) else {
+            continue;
+        };
+        // A reference may itself use unique-key addressing (R-ARC.11), hence a full resolve.
+        match Box::pin(dm.resolve(&path)).await {
+            Ok(resolution) => targets.extend(resolution.objects.into_iter().map(|object| Cursor {
+                path: object.path,
+                supported: object.supported,
+                table: object.table,
+            })),
+            Err(
+                DmError::Syntax(_) | DmError::NotSupported { .. } | DmError::NoSuchObject { .. },
+            ) => {}
+            Err(other) => {
+                return Err(DmError::BadExpression {
+                    path: text.to_string(),
+                    reason: format!("following {}: {other}", follow.param),
+                });
+            }
+        }
+    }
+    Ok(targets)
+}
+
+/// A search expression checked against one table's schema.
+struct Compiled {
+    terms: Vec<Term>,
+    /// `==` over exactly one complete unique key: addressing, not searching.
+    unique_key: bool,
+}
+
+struct Term {
+    lhs: RelPath,
+    op: Operator,
+    operand: Operand,
+    /// For terms without reference following: the sub-object prefix (`Stats.`), the parameter
+    /// definition and the parsed constant.
+    direct: Option<(String, ParamDef, Constant)>,
+}
+
+fn compile(
+    dm: &DataModel,
+    supported: &str,
+    expression: &Expression,
+    text: &str,
+) -> Result<Compiled, DmError> {
+    let mut terms = Vec::new();
+    for term in &expression.terms {
+        let mut direct = None;
+        if term
+            .lhs
+            .steps
+            .iter()
+            .all(|step| matches!(step, RelStep::Object(_)))
+        {
+            let mut prefix = String::new();
+            for step in &term.lhs.steps {
+                if let RelStep::Object(name) = step {
+                    let sub = format!("{supported}{prefix}{name}.");
+                    if dm.object_def(&format!("{sub}{{i}}.")).is_some() {
+                        return Err(DmError::BadExpression {
+                            path: text.to_string(),
+                            reason: format!("{name} is a table; expressions cannot enter it"),
+                        });
+                    }
+                    if dm.object_def(&sub).is_none() {
+                        return Err(DmError::NotSupported {
+                            path: text.to_string(),
+                        });
+                    }
+                    prefix.push_str(name);
+                    prefix.push('.');
+                }
+            }
+            let def = dm
+                .object_def(&format!("{supported}{prefix}"))
+                .and_then(|object| object.param(&term.lhs.param))
+                .ok_or_else(|| DmError::NotSupported {
+                    path: text.to_string(),
+                })?
+                .clone();
+            let constant = constant(&def, term.op, &term.value, text)?;
+            direct = Some((prefix, def, constant));
+        } else if let Some(RelStep::Follow(follow)) = term.lhs.steps.first() {
+            let has_param = dm
+                .object_def(supported)
+                .is_some_and(|object| object.param(&follow.param).is_some());
+            if !has_param {
+                return Err(DmError::NotSupported {
+                    path: text.to_string(),
+                });
+            }
+        }
+        terms.push(Term {
+            lhs: term.lhs.clone(),
+            op: term.op,
+            operand: term.value.clone(),
+            direct,
+        });
+    }
+    let unique_key = terms
+        .iter()
+        .all(|term| term.op == Operator::Eq && term.lhs.steps.is_empty())
+        && dm.object_def(supported).is_some_and(|object| {
+            object.unique_keys.iter().any(|key| {
+                key.len() == terms.len()
+                    && key
+                        .iter()
+                        .all(|name| terms.iter().any(|term| term.lhs.param == *name))
+            })
+        });
+    Ok(Compiled { terms, unique_key })
+}
+
+/// Keeps the candidates whose values satisfy every term.
+async fn filter(
+    dm: &DataModel,
+    plan: &Compiled,
+    candidates: Vec<Cursor>,
+    text: &str,
+) -> Result<Vec<Cursor>, DmError> {
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    // One batched read for every term that needs no reference following.
+    let mut prefixes: Vec<&str> = Vec::new();
+    for term in &plan.terms {
+        if let Some((prefix, _, _)) = &term.direct
+            && !prefixes.contains(&prefix.as_str())
+        {
+            prefixes.push(prefix);
+        }
+    }
+    let mut requests = Vec::with_capacity(candidates.len() * prefixes.len());
+    for candidate in &candidates {
+        for prefix in &prefixes {
+            let params = plan
+                .terms
+                .iter()
+                .filter_map(|term| match &term.direct {
+                    Some((p, _, _)) if p == prefix => Some(term.lhs.param.clone()),
+                    _ => None,
+                })
+                .collect();
+            requests.push(ReadRequest {
+                object: format!("{}{prefix}", candidate.path),
+                supported: format!("{}{prefix}", candidate.supported),
+                params,
+            });
+        }
+    }
+    let answers = dm.read(&requests).await;
+    let mut kept = Vec::new();
+    for (index, candidate) in candidates.into_iter().enumerate() {
+        let mut matches = true;
+        for term in &plan.terms {
+            let Some((prefix, def, constant)) = &term.direct else {
+                continue;
+            };
+            let slot = prefixes.iter().position(|p| p == prefix).unwrap_or(0);
+            let value = match &answers[index * prefixes.len() + slot] {
+                Ok(values) => values.get(&term.lhs.param).map(String::as_str),
+                Err(_) => None,
+            };
+            if !value.is_some_and(|value| compare(def, value, term.op, constant)) {
+                matches = false;
+                break;
+            }
+        }
+        if matches {
+            for term in plan.terms.iter().filter(|term| term.direct.is_none()) {
+                if !eval_followed(dm, &candidate, term, text).await? {
+                    matches = false;
+                    break;
+                }
+            }
+        }
+        if matches {
+            kept.push(candidate);
+        }
+    }
+    Ok(kept)
+}
+
+/// Evaluates a term whose parameter is reached through references: true when any reached
+/// value satisfies it.
+async fn eval_followed(
+    dm: &DataModel,
+    candidate: &Cursor,
+    term: &Term,
+    text: &str,
+) -> Result<bool, DmError> {
+    let mut objects = vec![candidate.clone()];
+    for step in &term.lhs.steps {
+        let mut next = Vec::new();
+        for object in &objects {
+            match step {
+                RelStep::Object(name) => {
+                    let (supported, table) = dm.step_supported(
+                        &object.supported,
+                        object.table,
+                        &Segment::Name(name.clone()),
+                        text,
+                    )?;
+                    if table {
+                        return Err(DmError::BadExpression {
+                            path: text.to_string(),
+                            reason: format!("{name} is a table; expressions cannot enter it"),
+                        });
+                    }
+                    next.push(Cursor {
+                        path: format!("{}{name}.", object.path),
+                        supported,
+                        table,
+                    });
+                }
+                RelStep::Follow(follow) => {
+                    next.extend(follow_reference(dm, object, follow, text).await?);
+                }
+            }
+        }
+        objects = next;
+    }
+    for object in objects {
+        let resolved = object.resolved();
+        let Some((_, def)) = dm.param_def(&resolved, &term.lhs.param) else {
+            continue;
+        };
+        let def = def.clone();
+        let constant = constant(&def, term.op, &term.operand, text)?;
+        let value = dm.read_param(&resolved, &term.lhs.param).await?;
+        if compare(&def, &value, term.op, &constant) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The right-hand side of a comparison, parsed for the parameter's type.
+#[derive(Debug, Clone, PartialEq)]
+enum Constant {
+    Text(String),
+    Bool(bool),
+    Number(Number),
+    Time(DateTime),
+}
+
+fn constant(
+    def: &ParamDef,
+    op: Operator,
+    operand: &Operand,
+    text: &str,
+) -> Result<Constant, DmError> {
+    let bad = |reason: String| DmError::BadExpression {
+        path: text.to_string(),
+        reason,
+    };
+    let name = &def.name;
+    if op == Operator::Contains && def.constraints.list.is_none() {
+        return Err(bad(format!(
+            "~= needs a list-valued parameter; {name} is not one"
+        )));
+    }
+    let ordered = matches!(
+        op,
+        Operator::Lt | Operator::Gt | Operator::Le | Operator::Ge
+    );
+    match def.value_type {
+        ValueType::String | ValueType::Base64 | ValueType::HexBinary => match operand {
+            Operand::Quoted(value) if !ordered => Ok(Constant::Text(value.clone())),
+            Operand::Quoted(_) => Err(bad(format!("{name} is a string: only == != ~= apply"))),
+            Operand::Bare(value) => Err(bad(format!(
+                "{name} is a string: the value {value} must be quoted"
+            ))),
+        },
+        ValueType::Boolean => match (operand, parse_bool(operand.text())) {
+            (Operand::Bare(_), Some(value)) if !ordered => Ok(Constant::Bool(value)),
+            (Operand::Bare(_), Some(_)) => {
+                Err(bad(format!("{name} is a boolean: only == != apply")))
+            }
+            _ => Err(bad(format!(
+                "{name} is a boolean: compare with unquoted true or false"
+            ))),
+        },
+        ValueType::DateTime => match DateTime::parse(operand.text()) {
+            Some(DateTime::Unknown) if ordered => Err(bad(format!(
+                "{name}: the Unknown Time only allows == and !="
+            ))),
+            Some(time) => Ok(Constant::Time(time)),
+            None => Err(bad(format!("{} is not a dateTime", operand.text()))),
+        },
+        numeric => match operand {
+            Operand::Bare(value) => Number::parse(numeric, value)
+                .map(Constant::Number)
+                .ok_or_else(|| bad(format!("{value} is not a valid {}", numeric.name()))),
+            Operand::Quoted(value) => Err(bad(format!(
+                "{name} is numeric: the value \"{value}\" must not be quoted"
+            ))),
+        },
+    }
+}
+
+/// Compares an actual value with a constant; values that do not parse never match.
+fn compare(def: &ParamDef, actual: &str, op: Operator, constant: &Constant) -> bool {
+    if op == Operator::Contains {
+        return actual
+            .split(',')
+            .map(str::trim)
+            .any(|item| compare(def, item, Operator::Eq, constant));
+    }
+    let ordering = match constant {
+        Constant::Text(text) => {
+            let equal = if def.value_type == ValueType::HexBinary {
+                actual.eq_ignore_ascii_case(text)
+            } else {
+                actual == text
+            };
+            return match op {
+                Operator::Eq => equal,
+                Operator::Ne => !equal,
+                _ => false,
+            };
+        }
+        Constant::Bool(expected) => {
+            let Some(value) = parse_bool(actual) else {
+                return false;
+            };
+            return match op {
+                Operator::Eq => value == *expected,
+                Operator::Ne => value != *expected,
+                _ => false,
+            };
+        }
+        Constant::Number(expected) => {
+            let Some(value) = Number::parse(def.value_type, actual) else {
+                return false;
+            };
+            value.partial_cmp(expected)
+        }
+        Constant::Time(expected) => {
+            let Some(value) = DateTime::parse(actual) else {
+                return false;
+            };
+            if matches!(value, DateTime::Unknown) || matches!(expected, DateTime::Unknown) {
+                return match op {
+                    Operator::Eq => value == *expected,
+                    Operator::Ne => value != *expected,
+                    _ => false,
+                };
+            }
+            Some(value.cmp(expected))
+        }
+    };
+    let Some(ordering) = ordering else {
+        return false;
+    };
+    match op {
+        Operator::Eq => ordering.is_eq(),
+        Operator::Ne => ordering.is_ne(),
+        Operator::Lt => ordering.is_lt(),
+        Operator::Gt => ordering.is_gt(),
+        Operator::Le => ordering.is_le(),
+        Operator::Ge => ordering.is_ge(),
+        Operator::Contains => false,
+    }
+}
