@@ -140,7 +140,8 @@ pub mod __private {
 }
 
 /// Exports a plugin from the component. Give it an expression that builds the plugin; it is
-/// evaluated once, at the first call from the agent.
+/// evaluated once, at the first call from the agent. Expands to nothing outside `wasm32`, so a
+/// plugin crate can run its unit tests natively.
 ///
 /// ```ignore
 /// usp_sdk::export_plugin!(MyPlugin::default());
@@ -148,6 +149,9 @@ pub mod __private {
 #[macro_export]
 macro_rules! export_plugin {
     ($make:expr) => {
+        // Only a wasm32 build is a component; native builds (unit tests of the plugin's own
+        // logic) get no exports, so the host-side linker never sees component symbols.
+        #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct UspSdkExport;
 
