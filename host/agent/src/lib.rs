@@ -1,6 +1,7 @@
 //! The USP agent: configuration, persistence, built-in objects and the wiring that runs them.
 //!
 //! Layout:
+//! - [`builtin`]: the agent's own objects (`Device.`, `DeviceInfo.`, `LocalAgent.`) as providers.
 //! - [`control`]: the local control socket (framing shared with `uspctl`).
 //! - [`config`]: `agent.toml`, typed, with documented defaults and environment overrides.
 //! - [`factory_reset`]: the obuspa-compatible factory-reset text format (pure parser).
@@ -8,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod builtin;
 pub mod config;
 pub mod control;
 pub mod factory_reset;

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
+use usp_dm::{Snapshot, StoredChange};
 
 /// Layout version of the tables below; a database with another version is treated as corrupt.
 const SCHEMA_VERSION: i64 = 1;
@@ -39,37 +40,6 @@ pub enum StoreError {
         /// The I/O failure.
         source: std::io::Error,
     },
-}
-
-/// One durable change, as produced by a committed transaction.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoredChange {
-    /// A parameter now holds `value` (`path` is a concrete parameter path).
-    Set {
-        /// Concrete parameter path.
-        path: String,
-        /// New value.
-        value: String,
-    },
-    /// An instance was created (concrete instance path ending in `.`).
-    Created {
-        /// Concrete instance path.
-        path: String,
-    },
-    /// An instance and everything below it were deleted (path ends in `.`).
-    Deleted {
-        /// Concrete instance path.
-        path: String,
-    },
-}
-
-/// Everything the store holds, as read at boot.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    /// Instance paths, in path order (a parent before its children).
-    pub instances: Vec<String>,
-    /// Parameter paths and values, in path order.
-    pub params: Vec<(String, String)>,
 }
 
 /// How [`Store::open`] found the database.
@@ -154,7 +124,8 @@ impl Store {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS instances (path TEXT PRIMARY KEY) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS params (path TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS params (path TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS counters (path TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;",
         )?;
         let version: Option<String> = conn
             .query_row(
@@ -200,6 +171,12 @@ impl Store {
             for row in stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
                 snapshot.params.push(row?);
             }
+            let mut stmt = self
+                .conn
+                .prepare("SELECT path, next FROM counters ORDER BY path")?;
+            for row in stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))? {
+                snapshot.next_instance.push(row?);
+            }
             Ok(snapshot)
         };
         read().map_err(|source| self.error(source))
@@ -213,31 +190,32 @@ impl Store {
         let path = self.path.clone();
         let write = |conn: &mut Connection| -> Result<(), rusqlite::Error> {
             let tx = conn.transaction()?;
+            apply(&tx, changes)?;
+            tx.commit()
+        };
+        write(&mut self.conn).map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    /// Replaces everything with `snapshot` in one transaction (first boot, factory reset).
+    pub fn replace_all(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let write = |conn: &mut Connection| -> Result<(), rusqlite::Error> {
+            let tx = conn.transaction()?;
+            tx.execute_batch("DELETE FROM instances; DELETE FROM params; DELETE FROM counters;")?;
             {
-                let mut set = tx.prepare_cached(
-                    "INSERT INTO params (path, value) VALUES (?1, ?2)
-                     ON CONFLICT(path) DO UPDATE SET value = excluded.value",
-                )?;
-                let mut create =
-                    tx.prepare_cached("INSERT OR IGNORE INTO instances (path) VALUES (?1)")?;
-                let mut delete_params =
-                    tx.prepare_cached("DELETE FROM params WHERE path >= ?1 AND path < ?2")?;
-                let mut delete_instances =
-                    tx.prepare_cached("DELETE FROM instances WHERE path >= ?1 AND path < ?2")?;
-                for change in changes {
-                    match change {
-                        StoredChange::Set { path, value } => {
-                            set.execute(params![path, value])?;
-                        }
-                        StoredChange::Created { path } => {
-                            create.execute(params![path])?;
-                        }
-                        StoredChange::Deleted { path } => {
-                            let end = prefix_end(path);
-                            delete_params.execute(params![path, end])?;
-                            delete_instances.execute(params![path, end])?;
-                        }
-                    }
+                let mut instance = tx.prepare_cached("INSERT INTO instances (path) VALUES (?1)")?;
+                for path in &snapshot.instances {
+                    instance.execute(params![path])?;
+                }
+                let mut param =
+                    tx.prepare_cached("INSERT INTO params (path, value) VALUES (?1, ?2)")?;
+                for (path, value) in &snapshot.params {
+                    param.execute(params![path, value])?;
+                }
+                let mut counter =
+                    tx.prepare_cached("INSERT INTO counters (path, next) VALUES (?1, ?2)")?;
+                for (path, next) in &snapshot.next_instance {
+                    counter.execute(params![path, next])?;
                 }
             }
             tx.commit()
@@ -245,14 +223,9 @@ impl Store {
         write(&mut self.conn).map_err(|source| StoreError::Sqlite { path, source })
     }
 
-    /// Removes every instance and parameter (factory reset), in one transaction.
+    /// Removes every instance, parameter and counter (factory reset), in one transaction.
     pub fn clear(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("BEGIN; DELETE FROM instances; DELETE FROM params; COMMIT;")
-            .map_err(|source| StoreError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
+        self.replace_all(&Snapshot::default())
     }
 
     /// Reads an agent-internal value (boot cause, pending timers).
@@ -292,6 +265,54 @@ impl Store {
             path: self.path.clone(),
             source,
         }
+    }
+}
+
+/// Applies changes inside an open transaction.
+fn apply(tx: &rusqlite::Transaction<'_>, changes: &[StoredChange]) -> Result<(), rusqlite::Error> {
+    let mut set = tx.prepare_cached(
+        "INSERT INTO params (path, value) VALUES (?1, ?2)
+         ON CONFLICT(path) DO UPDATE SET value = excluded.value",
+    )?;
+    let mut create = tx.prepare_cached("INSERT OR IGNORE INTO instances (path) VALUES (?1)")?;
+    let mut counter = tx.prepare_cached(
+        "INSERT INTO counters (path, next) VALUES (?1, ?2)
+         ON CONFLICT(path) DO UPDATE SET next = excluded.next",
+    )?;
+    let mut delete = [
+        tx.prepare_cached("DELETE FROM params WHERE path >= ?1 AND path < ?2")?,
+        tx.prepare_cached("DELETE FROM instances WHERE path >= ?1 AND path < ?2")?,
+        tx.prepare_cached("DELETE FROM counters WHERE path >= ?1 AND path < ?2")?,
+    ];
+    for change in changes {
+        match change {
+            StoredChange::ParamSet { path, value } => {
+                set.execute(params![path, value])?;
+            }
+            StoredChange::ObjectAdded {
+                path,
+                next_instance,
+            } => {
+                create.execute(params![path])?;
+                counter.execute(params![table_of(path), next_instance])?;
+            }
+            StoredChange::ObjectDeleted { path } => {
+                let end = prefix_end(path);
+                for statement in &mut delete {
+                    statement.execute(params![path, end])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The table path of an instance path: `Device.A.3.` → `Device.A.`.
+fn table_of(instance: &str) -> &str {
+    let trimmed = instance.trim_end_matches('.');
+    match trimmed.rfind('.') {
+        Some(cut) => &instance[..=cut],
+        None => instance,
     }
 }
 
@@ -336,14 +357,24 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
 
     fn set(path: &str, value: &str) -> StoredChange {
-        StoredChange::Set {
+        StoredChange::ParamSet {
             path: path.into(),
             value: value.into(),
+        }
+    }
+
+    fn added(path: &str, next_instance: u32) -> StoredChange {
+        StoredChange::ObjectAdded {
+            path: path.into(),
+            next_instance,
         }
     }
 
@@ -365,14 +396,10 @@ mod tests {
             let (mut store, _) = Store::open(&db).unwrap();
             store
                 .commit(&[
-                    StoredChange::Created {
-                        path: "Device.A.1.".into(),
-                    },
+                    added("Device.A.1.", 2),
                     set("Device.A.1.Name", "x"),
                     set("Device.A.1.Name", "y"),
-                    StoredChange::Created {
-                        path: "Device.A.2.".into(),
-                    },
+                    added("Device.A.2.", 3),
                     set("Device.A.2.Name", "z"),
                 ])
                 .unwrap();
@@ -386,6 +413,7 @@ mod tests {
                     ("Device.A.1.Name".into(), "y".into()),
                     ("Device.A.2.Name".into(), "z".into())
                 ],
+                next_instance: vec![("Device.A.".into(), 3)],
             }
         );
     }
@@ -396,22 +424,16 @@ mod tests {
         let (mut store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
         store
             .commit(&[
-                StoredChange::Created {
-                    path: "Device.A.1.".into(),
-                },
-                StoredChange::Created {
-                    path: "Device.A.1.B.1.".into(),
-                },
+                added("Device.A.1.", 2),
+                added("Device.A.1.B.1.", 2),
                 set("Device.A.1.B.1.X", "1"),
-                StoredChange::Created {
-                    path: "Device.A.10.".into(),
-                },
+                added("Device.A.10.", 11),
                 set("Device.A.10.X", "10"),
                 set("Device.A.1X", "sibling"),
             ])
             .unwrap();
         store
-            .commit(&[StoredChange::Deleted {
+            .commit(&[StoredChange::ObjectDeleted {
                 path: "Device.A.1.".into(),
             }])
             .unwrap();
@@ -424,6 +446,23 @@ mod tests {
                 ("Device.A.1X".to_string(), "sibling".to_string())
             ]
         );
+        assert_eq!(snapshot.next_instance, vec![("Device.A.".to_string(), 11)]);
+    }
+
+    #[test]
+    fn replace_all_swaps_the_whole_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, _) = Store::open(&dir.path().join("agent.db")).unwrap();
+        store
+            .commit(&[added("Device.A.1.", 2), set("Device.A.1.X", "old")])
+            .unwrap();
+        let snapshot = Snapshot {
+            instances: vec!["Device.B.7.".into()],
+            params: vec![("Device.B.7.Y".into(), "new".into())],
+            next_instance: vec![("Device.B.".into(), 8)],
+        };
+        store.replace_all(&snapshot).unwrap();
+        assert_eq!(store.load().unwrap(), snapshot);
     }
 
     #[test]

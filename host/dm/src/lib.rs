@@ -14,6 +14,7 @@
 //! - [`memory`]: [`MemoryProvider`], the schema-driven in-memory provider for built-in
 //!   configuration objects, with change-set reporting for persistence and `restore`.
 //! - [`subscription`]: does a changed path match a subscription's ReferenceList entry.
+//! - [`tr181`]: the standard TR-181 Device:2.19 schema, generated and embedded.
 //! - [`error`]: [`DmError`], every engine failure (mapped to USP codes by the message layer).
 //!
 //! Start reading at [`provider`] (what the engine guarantees to providers), then [`model`].
@@ -85,6 +86,7 @@ pub mod registry;
 pub mod schema;
 mod search;
 pub mod subscription;
+pub mod tr181;
 pub mod txn;
 pub mod value;
 

@@ -1,0 +1,154 @@
+//! `Device.DeviceInfo.`: identity values from the config (after the `USP_BOARD_*` overrides)
+//! and the device's uptime.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use usp_dm::{
+    Args, GetRequest, GetResponse, OperateOutcome, Provider, ProviderError, Schema, Transaction,
+};
+
+use super::{BuiltinError, ReadOnlyTransaction, answer_get, no_tables, standard_object};
+use crate::config::DeviceInfoConfig;
+
+const OBJECT: &str = "Device.DeviceInfo.";
+
+/// Serves `Device.DeviceInfo.`.
+pub struct DeviceInfoProvider {
+    schema: Arc<Schema>,
+    info: DeviceInfoConfig,
+    started: Instant,
+}
+
+impl DeviceInfoProvider {
+    /// The provider for these values; `started` is the agent's start, used for `UpTime` where
+    /// the system uptime cannot be read.
+    pub fn new(info: DeviceInfoConfig, started: Instant) -> Result<Self, BuiltinError> {
+        let mut def = standard_object(
+            OBJECT,
+            &[
+                "Manufacturer",
+                "ManufacturerOUI",
+                "ProductClass",
+                "SerialNumber",
+                "HardwareVersion",
+                "SoftwareVersion",
+                "UpTime",
+            ],
+            &[],
+            &[],
+        )?;
+        for param in &mut def.params {
+            if param.name == "UpTime" {
+                param.value_change = usp_dm::ValueChange::WillIgnore;
+            }
+        }
+        Ok(DeviceInfoProvider {
+            schema: Arc::new(std::iter::once(def).collect()),
+            info,
+            started,
+        })
+    }
+
+    fn value(&self, name: &str) -> Option<String> {
+        let info = &self.info;
+        Some(match name {
+            "Manufacturer" => info.manufacturer.clone(),
+            "ManufacturerOUI" => info.manufacturer_oui.clone(),
+            "ProductClass" => info.product_class.clone(),
+            "SerialNumber" => info.serial_number.clone(),
+            "HardwareVersion" => info.hardware_version.clone(),
+            "SoftwareVersion" => info.software_version.clone(),
+            "UpTime" => system_uptime()
+                .unwrap_or_else(|| self.started.elapsed().as_secs())
+                .to_string(),
+            _ => return None,
+        })
+    }
+}
+
+/// Seconds since the system booted (`/proc/uptime`), when readable.
+fn system_uptime() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(seconds as u64)
+}
+
+#[async_trait]
+impl Provider for DeviceInfoProvider {
+    fn name(&self) -> &str {
+        "builtin DeviceInfo"
+    }
+
+    fn schema(&self) -> Arc<Schema> {
+        Arc::clone(&self.schema)
+    }
+
+    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
+        Err(no_tables(table))
+    }
+
+    async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
+        answer_get(&self.schema, requests, |_, name| self.value(name))
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
+        Ok(Box::new(ReadOnlyTransaction))
+    }
+
+    async fn operate(
+        &self,
+        command: &str,
+        _command_key: &str,
+        _input: Args,
+    ) -> Result<OperateOutcome, ProviderError> {
+        Err(ProviderError::new(
+            usp_codec::UspErrorCode::CommandFailure,
+            format!("{command} is not served here"),
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn serves_configured_identity_and_an_uptime() {
+        let info = DeviceInfoConfig {
+            serial_number: "SN-7".to_string(),
+            ..DeviceInfoConfig::default()
+        };
+        let provider = DeviceInfoProvider::new(info, Instant::now()).unwrap();
+        let answers = provider
+            .get(&[GetRequest {
+                object: OBJECT.to_string(),
+                params: vec![],
+            }])
+            .await;
+        let values = answers[0].as_ref().unwrap();
+        assert_eq!(values["SerialNumber"], "SN-7");
+        assert_eq!(values["ManufacturerOUI"], "000000");
+        assert!(values["UpTime"].parse::<u64>().is_ok());
+        assert_eq!(values.len(), 7);
+    }
+
+    #[tokio::test]
+    async fn unknown_parameter_is_7010() {
+        let provider =
+            DeviceInfoProvider::new(DeviceInfoConfig::default(), Instant::now()).unwrap();
+        let answers = provider
+            .get(&[GetRequest {
+                object: OBJECT.to_string(),
+                params: vec!["ModelName".to_string()],
+            }])
+            .await;
+        let err = answers[0].as_ref().unwrap_err();
+        assert_eq!(err.code, usp_codec::UspErrorCode::UnsupportedParameter);
+    }
+}

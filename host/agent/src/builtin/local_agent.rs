@@ -1,0 +1,248 @@
+//! `Device.LocalAgent.`: the agent's computed values (a native provider) and its stored
+//! configuration tables (a [`MemoryProvider`] whose commits the agent persists):
+//! `Controller.{i}` (with `MTP.{i}`, `BootParameter.{i}`, `TransferCompletePolicy`),
+//! `MTP.{i}`, `Subscription.{i}` and the volatile `Request.{i}` (async operations do not
+//! survive a restart, so its rows are never persisted).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use usp_dm::{
+    Args, CommitHook, GetRequest, GetResponse, MemoryProvider, OperateOutcome, Provider,
+    ProviderError, Schema, Transaction,
+};
+
+use super::{BuiltinError, ReadOnlyTransaction, no_tables, standard_object, standard_subtree};
+
+const OBJECT: &str = "Device.LocalAgent.";
+
+/// The table of pending and running asynchronous operations.
+pub const REQUEST_TABLE: &str = "Device.LocalAgent.Request.";
+
+/// The table of Controllers this agent serves.
+pub const CONTROLLER_TABLE: &str = "Device.LocalAgent.Controller.";
+
+/// The table of subscriptions.
+pub const SUBSCRIPTION_TABLE: &str = "Device.LocalAgent.Subscription.";
+
+/// The table of the agent's own MTPs.
+pub const MTP_TABLE: &str = "Device.LocalAgent.MTP.";
+
+/// The stored tables under `Device.LocalAgent.`; committed changes go to `hook`.
+pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
+    let mut schema = Schema::new();
+    for (root, without) in [
+        (
+            "Device.LocalAgent.Controller.{i}.",
+            &["Device.LocalAgent.Controller.{i}.E2ESession."][..],
+        ),
+        ("Device.LocalAgent.MTP.{i}.", &[][..]),
+        ("Device.LocalAgent.Subscription.{i}.", &[][..]),
+        ("Device.LocalAgent.Request.{i}.", &[][..]),
+    ] {
+        for def in standard_subtree(root, without)?.objects() {
+            schema.insert(def.clone());
+        }
+    }
+    Ok(MemoryProvider::new("builtin LocalAgent tables", schema)
+        .with_commit_hook(hook)
+        .with_volatile(REQUEST_TABLE))
+}
+
+/// Serves the values of `Device.LocalAgent.` itself.
+pub struct LocalAgentProvider {
+    schema: Arc<Schema>,
+    endpoint_id: String,
+    software_version: String,
+    supported_protocols: String,
+    started: Instant,
+    tables: MemoryProvider,
+}
+
+impl LocalAgentProvider {
+    /// The provider. `supported_protocols` is the MTP list (`MQTT,WebSocket,UDS`); `tables` is
+    /// the provider from [`tables`], counted for the `*NumberOfEntries` values.
+    pub fn new(
+        endpoint_id: String,
+        software_version: String,
+        supported_protocols: String,
+        started: Instant,
+        tables: MemoryProvider,
+    ) -> Result<Self, BuiltinError> {
+        let mut def = standard_object(
+            OBJECT,
+            &[
+                "EndpointID",
+                "SoftwareVersion",
+                "UpTime",
+                "SupportedProtocols",
+                "MTPNumberOfEntries",
+                "ControllerNumberOfEntries",
+                "SubscriptionNumberOfEntries",
+                "RequestNumberOfEntries",
+            ],
+            &[],
+            &[],
+        )?;
+        for param in &mut def.params {
+            if param.name == "UpTime" {
+                param.value_change = usp_dm::ValueChange::WillIgnore;
+            }
+        }
+        Ok(LocalAgentProvider {
+            schema: Arc::new(std::iter::once(def).collect()),
+            endpoint_id,
+            software_version,
+            supported_protocols,
+            started,
+            tables,
+        })
+    }
+
+    async fn value(&self, name: &str) -> Option<String> {
+        let count = |table: &'static str| async move {
+            self.tables
+                .instances(table)
+                .await
+                .map(|numbers| numbers.len().to_string())
+                .unwrap_or_else(|_| "0".to_string())
+        };
+        Some(match name {
+            "EndpointID" => self.endpoint_id.clone(),
+            "SoftwareVersion" => self.software_version.clone(),
+            "UpTime" => self.started.elapsed().as_secs().to_string(),
+            "SupportedProtocols" => self.supported_protocols.clone(),
+            "MTPNumberOfEntries" => count(MTP_TABLE).await,
+            "ControllerNumberOfEntries" => count(CONTROLLER_TABLE).await,
+            "SubscriptionNumberOfEntries" => count(SUBSCRIPTION_TABLE).await,
+            "RequestNumberOfEntries" => count(REQUEST_TABLE).await,
+            _ => return None,
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for LocalAgentProvider {
+    fn name(&self) -> &str {
+        "builtin LocalAgent"
+    }
+
+    fn schema(&self) -> Arc<Schema> {
+        Arc::clone(&self.schema)
+    }
+
+    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
+        Err(no_tables(table))
+    }
+
+    async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for request in requests {
+            let Some(def) = self.schema.object(&request.object) else {
+                answers.push(Err(ProviderError::new(
+                    usp_codec::UspErrorCode::InvalidPath,
+                    format!("{} is not served here", request.object),
+                )));
+                continue;
+            };
+            let names: Vec<String> = if request.params.is_empty() {
+                def.params.iter().map(|param| param.name.clone()).collect()
+            } else {
+                request.params.clone()
+            };
+            let mut values = usp_dm::ParamValues::new();
+            let mut failure = None;
+            for name in names {
+                match self.value(&name).await {
+                    Some(value) => {
+                        values.insert(name, value);
+                    }
+                    None => {
+                        failure = Some(ProviderError::new(
+                            usp_codec::UspErrorCode::UnsupportedParameter,
+                            format!("{}{name} is not a supported parameter", request.object),
+                        ));
+                        break;
+                    }
+                }
+            }
+            answers.push(match failure {
+                Some(error) => Err(error),
+                None => Ok(values),
+            });
+        }
+        answers
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
+        Ok(Box::new(ReadOnlyTransaction))
+    }
+
+    async fn operate(
+        &self,
+        command: &str,
+        _command_key: &str,
+        _input: Args,
+    ) -> Result<OperateOutcome, ProviderError> {
+        Err(ProviderError::new(
+            usp_codec::UspErrorCode::CommandFailure,
+            format!("{command} is not served here"),
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+    use usp_dm::ParamValues;
+
+    #[tokio::test]
+    async fn counts_follow_the_stored_tables() {
+        let tables = tables(Arc::new(|_| {})).unwrap();
+        let mut params = ParamValues::new();
+        params.insert("EndpointID".to_string(), "self::ctl".to_string());
+        tables.add_instance(CONTROLLER_TABLE, &params).unwrap();
+        let provider = LocalAgentProvider::new(
+            "os::agent".into(),
+            "1.0".into(),
+            "UDS".into(),
+            Instant::now(),
+            tables,
+        )
+        .unwrap();
+        let answers = provider
+            .get(&[GetRequest {
+                object: OBJECT.to_string(),
+                params: vec![],
+            }])
+            .await;
+        let values = answers[0].as_ref().unwrap();
+        assert_eq!(values["EndpointID"], "os::agent");
+        assert_eq!(values["ControllerNumberOfEntries"], "1");
+        assert_eq!(values["SubscriptionNumberOfEntries"], "0");
+        assert_eq!(values["SupportedProtocols"], "UDS");
+    }
+
+    #[tokio::test]
+    async fn request_rows_are_not_reported_for_persistence() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        let tables = tables(Arc::new(move |changes: &[usp_dm::StoredChange]| {
+            sink.lock().unwrap().extend_from_slice(changes);
+        }))
+        .unwrap();
+        tables
+            .add_instance(REQUEST_TABLE, &ParamValues::new())
+            .unwrap();
+        assert!(seen.lock().unwrap().is_empty());
+        tables
+            .add_instance(CONTROLLER_TABLE, &ParamValues::new())
+            .unwrap();
+        assert!(!seen.lock().unwrap().is_empty());
+    }
+}
