@@ -1,6 +1,7 @@
 //! The USP agent: configuration, persistence, built-in objects and the wiring that runs them.
 //!
 //! Layout:
+//! - [`boot`]: start-up state: stored tables restored, or factory defaults applied; boot cause.
 //! - [`builtin`]: the agent's own objects (`Device.`, `DeviceInfo.`, `LocalAgent.`) as providers.
 //! - [`control`]: the local control socket (framing shared with `uspctl`).
 //! - [`config`]: `agent.toml`, typed, with documented defaults and environment overrides.
@@ -9,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod boot;
 pub mod builtin;
 pub mod config;
 pub mod control;
