@@ -1,1 +1,46 @@
-//! Message transports: MQTT, WebSocket, STOMP and Unix domain sockets
+//! Message transports (MTPs) for the USP agent: MQTT 3.1.1/5.0, WebSocket (client and server),
+//! STOMP 1.2 and Unix domain sockets, with TLS. The crate moves Record bytes and writes only the
+//! MTP-level Records (Connect, Disconnect); it knows nothing of USP Messages.
+//!
+//! Start reading at [`Mtps`]: the agent starts it with [`MtpSettings`] and an event channel,
+//! receives [`MtpEvent`]s (Records with their [`ReplyPath`], link up/down), answers with
+//! [`Mtps::send`], notifies with [`Mtps::send_to_controller`], reconfigures with
+//! [`Mtps::update`] and stops with [`Mtps::shutdown`].
+//!
+//! Layout:
+//! - [`mtps`]: the handle: starts, routes to, reconfigures and stops the transport tasks.
+//! - [`config`]: serde settings per MTP, named after their TR-181 parameters.
+//! - [`event`]: what crosses the boundary with the agent (events, reply paths, targets).
+//! - [`backoff`]: the reconnect waits every transport shares.
+//! - [`tls`]: rustls configuration from PEM files; peer certificate identities (R-SEC.0a).
+//! - `link`: the context each transport task gets; the session table of server MTPs.
+//! - `records`: Connect/Disconnect Records and the "is this a Record at all" check.
+//! - `mqtt`, `websocket`, `stomp`, `uds`: one transport each, protocol state machines in
+//!   submodules without I/O, the event loop in the module root.
+
+#![deny(missing_docs)]
+
+pub mod backoff;
+pub mod config;
+pub mod event;
+pub mod mtps;
+pub mod tls;
+
+mod link;
+mod mqtt;
+mod records;
+mod stomp;
+mod uds;
+mod websocket;
+
+pub use backoff::{Backoff, RetryPolicy};
+pub use config::{
+    MqttConfig, MqttController, MqttVersion, MtpConfig, MtpSettings, StompConfig,
+    StompController, TlsConfig, TransportConfig, UdsConfig, UdsMode, WsClientConfig,
+    WsServerConfig,
+};
+pub use event::{
+    ControllerTarget, InboundRecord, LinkInfo, MtpEvent, PeerAuth, PeerCertificate, Protocol,
+    ReplyPath,
+};
+pub use mtps::{Mtps, SendError};

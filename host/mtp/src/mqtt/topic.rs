@@ -1,0 +1,292 @@
+//! MQTT topic bookkeeping without I/O: which filters to SUBSCRIBE after CONNACK (R-MQTT.15),
+//! which exact topic the agent announces as its reply-to (R-MQTT.21), when publishing may start
+//! (only after a successful SUBACK, R-MQTT.17), where a response goes (Response Topic,
+//! `/reply-to=` suffix, or the controller's configured topic; R-MQTT.25/26), and how an outgoing
+//! PUBLISH carries the reply-to for each protocol version (R-MQTT.23/24).
+
+use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
+
+use crate::config::{MqttConfig, MqttController, MqttVersion};
+
+/// The 3.1.1 topic suffix that carries the reply-to topic (R-MQTT.24).
+const REPLY_TO: &str = "/reply-to=";
+
+/// Escaped inside a `/reply-to=` value: `/` (so the value is one topic level) and `%`.
+const REPLY_TO_ESCAPES: &AsciiSet = &CONTROLS.add(b'/').add(b'%');
+
+/// Why the MTP cannot go on with this broker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TopicError {
+    /// No subscription from configuration or broker (R-MQTT.16).
+    #[error("no topic to subscribe to: configure a subscription or a response topic")]
+    NoTopic,
+    /// The broker refused every subscription (R-MQTT.17).
+    #[error("the broker refused every subscription")]
+    SubscribeRefused,
+}
+
+/// Topic state of one MQTT connection.
+#[derive(Debug)]
+pub(crate) struct Topics {
+    version: MqttVersion,
+    subscriptions: Vec<String>,
+    configured_reply_to: Option<String>,
+    controllers: Vec<MqttController>,
+    reply_to: Option<String>,
+    ready: bool,
+}
+
+fn is_exact(topic: &str) -> bool {
+    !topic.is_empty() && !topic.contains(['+', '#'])
+}
+
+impl Topics {
+    pub(crate) fn new(cfg: &MqttConfig) -> Self {
+        Topics {
+            version: cfg.protocol_version,
+            subscriptions: cfg.subscriptions.iter().filter(|t| !t.is_empty()).cloned().collect(),
+            configured_reply_to: cfg.response_topic.clone().filter(|t| is_exact(t)),
+            controllers: cfg.controllers.clone(),
+            reply_to: None,
+            ready: false,
+        }
+    }
+
+    /// After CONNACK: the filters to SUBSCRIBE, given the broker's Response Information and
+    /// `subscribe-topic` user properties (MQTT 5; both empty with 3.1.1).
+    pub(crate) fn on_connack(
+        &mut self,
+        response_information: Option<&str>,
+        subscribe_topics: &[String],
+    ) -> Result<Vec<String>, TopicError> {
+        self.ready = false;
+        let response_information = response_information.filter(|t| is_exact(t));
+        self.reply_to = response_information
+            .map(str::to_string)
+            .or_else(|| subscribe_topics.iter().find(|t| is_exact(t)).cloned())
+            .or_else(|| self.configured_reply_to.clone())
+            .or_else(|| self.subscriptions.iter().find(|t| is_exact(t)).cloned());
+        let mut filters: Vec<String> = Vec::new();
+        let mut add = |f: String| {
+            if !f.is_empty() && !filters.contains(&f) {
+                filters.push(f);
+            }
+        };
+        self.subscriptions.iter().cloned().for_each(&mut add);
+        subscribe_topics.iter().cloned().for_each(&mut add);
+        if let Some(t) = response_information {
+            add(t.to_string());
+        }
+        if let Some(t) = &self.configured_reply_to {
+            match self.version {
+                // 3.1.1 requests arrive on `<topic>/reply-to=...`; `#` also matches `<topic>`.
+                MqttVersion::V3_1_1 => add(format!("{t}/#")),
+                MqttVersion::V5 => add(t.clone()),
+            }
+        }
+        if filters.is_empty() || self.reply_to.is_none() {
+            return Err(TopicError::NoTopic);
+        }
+        Ok(filters)
+    }
+
+    /// After SUBACK: publishing may start if any subscription succeeded.
+    pub(crate) fn on_suback(&mut self, granted: &[bool]) -> Result<(), TopicError> {
+        if granted.iter().any(|ok| *ok) {
+            self.ready = true;
+            Ok(())
+        } else {
+            Err(TopicError::SubscribeRefused)
+        }
+    }
+
+    /// Whether PUBLISH is allowed (a SUBACK with a success arrived on this connection).
+    pub(crate) fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// The exact topic the agent is reachable on.
+    pub(crate) fn reply_to(&self) -> Option<&str> {
+        self.reply_to.as_deref()
+    }
+
+    /// Controllers to send the MQTTConnect Record to.
+    pub(crate) fn controllers(&self) -> &[MqttController] {
+        &self.controllers
+    }
+
+    /// Where the response to a request goes: its Response Topic (5.0), else its `/reply-to=`
+    /// suffix (3.1.1), else the configured topic of the controller named by `from_id`, or of the
+    /// only controller. `None` when no return path is known.
+    pub(crate) fn reply_topic(
+        &self,
+        topic: &str,
+        response_topic: Option<&str>,
+        from_id: Option<&str>,
+    ) -> Option<String> {
+        if let Some(t) = response_topic.filter(|t| is_exact(t)) {
+            return Some(t.to_string());
+        }
+        if let Some((_, encoded)) = topic.rsplit_once(REPLY_TO) {
+            let decoded = percent_decode_str(encoded).decode_utf8_lossy().into_owned();
+            if is_exact(&decoded) {
+                return Some(decoded);
+            }
+        }
+        let by_id = from_id.and_then(|id| self.controllers.iter().find(|c| c.endpoint_id == id));
+        let only = match self.controllers.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        };
+        by_id.or(only).map(|c| c.topic.clone())
+    }
+
+    /// The PUBLISH topic and Response Topic property for a Record to `dest`: MQTT 5 puts the
+    /// reply-to in the property, 3.1.1 in a `/reply-to=` suffix.
+    pub(crate) fn publish_target(&self, dest: &str) -> (String, Option<String>) {
+        match (self.version, &self.reply_to) {
+            (MqttVersion::V5, reply_to) => (dest.to_string(), reply_to.clone()),
+            (MqttVersion::V3_1_1, Some(reply_to)) => {
+                let encoded = utf8_percent_encode(reply_to, REPLY_TO_ESCAPES);
+                (format!("{dest}{REPLY_TO}{encoded}"), None)
+            }
+            (MqttVersion::V3_1_1, None) => (dest.to_string(), None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(version: MqttVersion) -> MqttConfig {
+        MqttConfig {
+            broker_address: "127.0.0.1".into(),
+            broker_port: 1883,
+            protocol_version: version,
+            tls: None,
+            client_id: String::new(),
+            username: None,
+            password: None,
+            keep_alive_secs: 60,
+            connect_retry_time: 5,
+            connect_retry_interval_multiplier: 2000,
+            connect_retry_max_interval: 30720,
+            subscriptions: vec![],
+            response_topic: Some("usp/agent".into()),
+            publish_qos: 1,
+            controllers: vec![
+                MqttController {
+                    endpoint_id: "proto::c1".into(),
+                    topic: "usp/c1".into(),
+                },
+                MqttController {
+                    endpoint_id: "proto::c2".into(),
+                    topic: "usp/c2".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn v5_prefers_response_information_and_subscribes_every_source() {
+        let mut t = Topics::new(&config(MqttVersion::V5));
+        let filters = t
+            .on_connack(Some("broker/assigned"), &["usp/extra".to_string()])
+            .unwrap();
+        assert_eq!(filters, vec!["usp/extra", "broker/assigned", "usp/agent"]);
+        assert_eq!(t.reply_to(), Some("broker/assigned"));
+    }
+
+    #[test]
+    fn v5_uses_subscribe_topic_property_when_no_response_information() {
+        let mut t = Topics::new(&config(MqttVersion::V5));
+        t.on_connack(None, &["usp/+/x".to_string(), "usp/from-broker".to_string()])
+            .unwrap();
+        assert_eq!(t.reply_to(), Some("usp/from-broker"));
+    }
+
+    #[test]
+    fn v311_subscribes_the_configured_topic_as_a_wildcard() {
+        let mut t = Topics::new(&config(MqttVersion::V3_1_1));
+        assert_eq!(t.on_connack(None, &[]).unwrap(), vec!["usp/agent/#"]);
+        assert_eq!(t.reply_to(), Some("usp/agent"));
+    }
+
+    #[test]
+    fn no_topic_from_any_source_is_an_error() {
+        let mut cfg = config(MqttVersion::V5);
+        cfg.response_topic = None;
+        let mut t = Topics::new(&cfg);
+        assert_eq!(t.on_connack(None, &[]), Err(TopicError::NoTopic));
+    }
+
+    #[test]
+    fn publishing_waits_for_a_successful_suback() {
+        let mut t = Topics::new(&config(MqttVersion::V5));
+        t.on_connack(None, &[]).unwrap();
+        assert!(!t.ready());
+        assert_eq!(t.on_suback(&[false]), Err(TopicError::SubscribeRefused));
+        assert!(!t.ready());
+        t.on_suback(&[false, true]).unwrap();
+        assert!(t.ready());
+        t.on_connack(None, &[]).unwrap();
+        assert!(!t.ready(), "a new connection must subscribe again");
+    }
+
+    #[test]
+    fn v311_publish_topic_carries_encoded_reply_to() {
+        let mut t = Topics::new(&config(MqttVersion::V3_1_1));
+        t.on_connack(None, &[]).unwrap();
+        assert_eq!(
+            t.publish_target("usp/c1"),
+            ("usp/c1/reply-to=usp%2Fagent".to_string(), None)
+        );
+    }
+
+    #[test]
+    fn v5_publish_carries_response_topic_property() {
+        let mut t = Topics::new(&config(MqttVersion::V5));
+        t.on_connack(None, &[]).unwrap();
+        assert_eq!(
+            t.publish_target("usp/c1"),
+            ("usp/c1".to_string(), Some("usp/agent".to_string()))
+        );
+    }
+
+    #[test]
+    fn reply_goes_to_response_topic_then_suffix_then_controller() {
+        let t = Topics::new(&config(MqttVersion::V5));
+        assert_eq!(
+            t.reply_topic("usp/agent", Some("ctrl/inbox"), None).as_deref(),
+            Some("ctrl/inbox")
+        );
+        assert_eq!(
+            t.reply_topic("usp/agent/reply-to=usp%2Fcontrollers%2Foui:00256D:x", None, None)
+                .as_deref(),
+            Some("usp/controllers/oui:00256D:x")
+        );
+        assert_eq!(
+            t.reply_topic("usp/agent", None, Some("proto::c2")).as_deref(),
+            Some("usp/c2")
+        );
+        assert_eq!(t.reply_topic("usp/agent", None, Some("proto::zz")), None);
+    }
+
+    #[test]
+    fn single_controller_is_the_fallback_for_unknown_senders() {
+        let mut cfg = config(MqttVersion::V5);
+        cfg.controllers.truncate(1);
+        let t = Topics::new(&cfg);
+        assert_eq!(t.reply_topic("usp/agent", None, None).as_deref(), Some("usp/c1"));
+    }
+
+    #[test]
+    fn wildcard_reply_to_is_not_trusted() {
+        let t = Topics::new(&config(MqttVersion::V5));
+        assert_eq!(
+            t.reply_topic("usp/agent", Some("ctrl/#"), Some("proto::c1")).as_deref(),
+            Some("usp/c1")
+        );
+    }
+}
