@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::config::{StompConfig, StompController};
+use crate::config::StompConfig;
 use crate::records::{self, ConnectKind};
 use crate::stomp::frame::Frame;
 

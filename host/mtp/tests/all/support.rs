@@ -1,0 +1,336 @@
+//! Test harness: real brokers (mosquitto, RabbitMQ with STOMP) on free loopback ports, test
+//! certificates from rcgen, Records, and bounded waits for MTP events.
+
+use std::io::Write as _;
+use std::net::{Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use tokio::sync::mpsc;
+use usp_codec::usp_proto::usp_record::{NoSessionContextRecord, Record, record::RecordType};
+use usp_mtp::{MtpEvent, TlsConfig};
+
+/// How long any single expected event may take.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub const AGENT: &str = "proto::agent";
+pub const CONTROLLER: &str = "proto::controller";
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A port that was free a moment ago (brokers need a number before they start).
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A NoSessionContext Record carrying `payload`.
+pub fn record(from: &str, to: &str, payload: &[u8]) -> Vec<u8> {
+    Record {
+        version: "1.4".into(),
+        to_id: to.into(),
+        from_id: from.into(),
+        record_type: Some(RecordType::NoSessionContext(NoSessionContextRecord {
+            payload: payload.to_vec(),
+        })),
+        ..Record::default()
+    }
+    .encode_to_vec()
+}
+
+pub fn decode(bytes: &[u8]) -> Record {
+    Record::decode(bytes).expect("a Record")
+}
+
+/// Waits for the first event `pick` accepts, failing after [`EVENT_TIMEOUT`].
+pub async fn wait_for<T>(
+    rx: &mut mpsc::Receiver<MtpEvent>,
+    what: &str,
+    mut pick: impl FnMut(&MtpEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(ev)) => {
+                if let Some(t) = pick(&ev) {
+                    return t;
+                }
+            }
+            Ok(None) => panic!("event channel closed while waiting for {what}"),
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+/// Waits until a TCP port accepts connections.
+pub fn wait_for_port(port: u16, limit: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+        assert!(start.elapsed() < limit, "port {port} did not open within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Finds a broker binary; CI installs it with tests/services/install.sh, so missing is a failure.
+fn binary(name: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let p = Path::new(dir).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed: run tests/services/install.sh");
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost, and client certificates whose
+/// subjectAltName URI is `urn:bbf:usp:id:<endpoint id>`.
+pub struct Certs {
+    pub dir: tempfile::TempDir,
+    ca_params: rcgen::CertificateParams,
+    ca_key: rcgen::KeyPair,
+}
+
+impl Certs {
+    pub fn new() -> Certs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "usp test CA");
+        ca_params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+        ];
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write CA");
+        let certs = Certs {
+            dir,
+            ca_params,
+            ca_key,
+        };
+        certs.issue("server", &["localhost", "127.0.0.1"], None);
+        certs
+    }
+
+    /// Writes `<name>.pem` and `<name>.key`.
+    pub fn issue(&self, name: &str, hosts: &[&str], endpoint_id: Option<&str>) {
+        let mut params = rcgen::CertificateParams::new(
+            hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        )
+        .expect("params");
+        if let Some(eid) = endpoint_id {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                rcgen::string::Ia5String::try_from(format!("urn:bbf:usp:id:{eid}")).expect("uri"),
+            ));
+        }
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).expect("sign");
+        std::fs::write(self.path(&format!("{name}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(self.path(&format!("{name}.key")), key.serialize_pem()).expect("write key");
+    }
+
+    pub fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    /// TLS settings of a client that trusts the CA and presents `<name>` (if given).
+    pub fn client(&self, name: Option<&str>) -> TlsConfig {
+        TlsConfig {
+            ca_file: Some(self.path("ca.pem")),
+            cert_file: name.map(|n| self.path(&format!("{n}.pem"))),
+            key_file: name.map(|n| self.path(&format!("{n}.key"))),
+            server_name: Some("localhost".into()),
+        }
+    }
+
+    /// TLS settings of the server; with `require_client` clients must chain to the CA.
+    pub fn server(&self, require_client: bool) -> TlsConfig {
+        TlsConfig {
+            ca_file: require_client.then(|| self.path("ca.pem")),
+            cert_file: Some(self.path("server.pem")),
+            key_file: Some(self.path("server.key")),
+            server_name: None,
+        }
+    }
+}
+
+/// A mosquitto broker on a loopback port, killed on drop.
+pub struct Mosquitto {
+    pub port: u16,
+    child: Child,
+    conf: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts a broker; with `certs`, the listener speaks TLS.
+    pub fn start(certs: Option<&Certs>) -> Mosquitto {
+        Self::start_on(free_port(), certs)
+    }
+
+    pub fn start_on(port: u16, certs: Option<&Certs>) -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("mosquitto.conf");
+        let mut f = std::fs::File::create(&conf).expect("conf");
+        writeln!(f, "listener {port} 127.0.0.1").expect("conf");
+        writeln!(f, "allow_anonymous true\npersistence false\nuser root").expect("conf");
+        if let Some(c) = certs {
+            writeln!(
+                f,
+                "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate false",
+                c.path("ca.pem").display(),
+                c.path("server.pem").display(),
+                c.path("server.key").display()
+            )
+            .expect("conf");
+        }
+        drop(f);
+        let mut m = Mosquitto {
+            port,
+            child: spawn_mosquitto(&conf),
+            conf,
+            _dir: dir,
+        };
+        wait_for_port(port, Duration::from_secs(10));
+        m.child.try_wait().expect("wait").map(|s| panic!("mosquitto exited: {s}"));
+        m
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the broker again on the same port with the same configuration.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_mosquitto(&self.conf);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+}
+
+fn spawn_mosquitto(conf: &Path) -> Child {
+    Command::new(binary("mosquitto"))
+        .arg("-c")
+        .arg(conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto")
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A RabbitMQ node with the STOMP plugin on loopback ports, in a private directory; every
+/// process it starts (su, beam.smp, epmd, ...) is found by a marker in its environment and
+/// killed by PID on drop.
+pub struct Rabbit {
+    pub stomp_port: u16,
+    dir: PathBuf,
+}
+
+impl Rabbit {
+    pub fn start() -> Rabbit {
+        let dir = PathBuf::from(
+            tempfile::Builder::new()
+                .prefix("usp-rabbit")
+                .tempdir()
+                .expect("tempdir")
+                .keep(),
+        );
+        let stomp_port = free_port();
+        for sub in ["mnesia", "log", "expand"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+        }
+        std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_stomp].\n").expect("plugins");
+        std::fs::write(
+            dir.join("rabbitmq.conf"),
+            format!(
+                "listeners.tcp.default = 127.0.0.1:{}\nstomp.listeners.tcp.1 = 127.0.0.1:{stomp_port}\nloopback_users = none\n",
+                free_port()
+            ),
+        )
+        .expect("conf");
+        let status = Command::new("chown")
+            .args(["-R", "rabbitmq:rabbitmq"])
+            .arg(&dir)
+            .status()
+            .expect("chown");
+        assert!(status.success(), "chown of the RabbitMQ directory failed");
+        let d = |s: &str| dir.join(s);
+        let mut cmd = Command::new(binary("rabbitmq-server"));
+        cmd.current_dir(&dir)
+            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
+            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d("log"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+            .env("RABBITMQ_FEATURE_FLAGS_FILE", d("feature_flags"))
+            .env("RABBITMQ_PLUGINS_EXPAND_DIR", d("expand"))
+            .env("RABBITMQ_NODENAME", format!("usp{stomp_port}@localhost"))
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("ERL_EPMD_PORT", free_port().to_string())
+            .env("HOME", &dir)
+            .env("USP_TEST_BROKER", &dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.spawn().expect("start rabbitmq-server");
+        let rabbit = Rabbit { stomp_port, dir };
+        wait_for_port(stomp_port, Duration::from_secs(90));
+        rabbit
+    }
+
+    /// PIDs of every process started for this node.
+    fn pids(&self) -> Vec<u32> {
+        let marker = format!("USP_TEST_BROKER={}", self.dir.display());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    pub fn kill(&mut self) {
+        for pid in self.pids() {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+        let start = Instant::now();
+        while !self.pids().is_empty() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
