@@ -1,0 +1,262 @@
+//! STOMP MTP against a real RabbitMQ with its STOMP plugin: broker down at start, STOMPConnect,
+//! request/reply via `reply-to-dest`, notifications, malformed bodies, broker killed and
+//! restarted, Disconnect on shutdown. The controller side is a hand-written STOMP client
+//! independent of the crate's codec.
+
+use std::collections::HashMap;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use usp_codec::usp_proto::usp_record::record::RecordType;
+use usp_mtp::{
+    ControllerTarget, MtpConfig, MtpEvent, MtpSettings, Mtps, StompConfig, StompController,
+    TransportConfig,
+};
+
+use crate::support::{self, AGENT, CONTROLLER, Rabbit};
+
+const AGENT_DEST: &str = "/queue/usp-agent";
+const CONTROLLER_DEST: &str = "/queue/usp-controller";
+
+#[derive(Debug)]
+struct StompFrame {
+    command: String,
+    headers: HashMap<String, String>,
+    body: Vec<u8>,
+}
+
+/// The controller: a minimal STOMP 1.2 client.
+struct Ctl {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Ctl {
+    async fn connect(port: u16) -> Ctl {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut ctl = Ctl { stream, buf: Vec::new() };
+        ctl.write("CONNECT", &[("accept-version", "1.2"), ("host", "/"), ("login", "guest"), ("passcode", "guest"), ("heart-beat", "0,0")], b"")
+            .await;
+        assert_eq!(ctl.next().await.command, "CONNECTED");
+        ctl.write("SUBSCRIBE", &[("id", "1"), ("destination", CONTROLLER_DEST), ("ack", "auto"), ("receipt", "r1")], b"")
+            .await;
+        assert_eq!(ctl.next().await.command, "RECEIPT");
+        ctl
+    }
+
+    async fn write(&mut self, command: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let mut out = format!("{command}\n");
+        for (k, v) in headers {
+            out.push_str(&format!("{k}:{v}\n"));
+        }
+        if !body.is_empty() {
+            out.push_str(&format!("content-length:{}\n", body.len()));
+        }
+        out.push('\n');
+        let mut bytes = out.into_bytes();
+        bytes.extend_from_slice(body);
+        bytes.push(0);
+        self.stream.write_all(&bytes).await.unwrap();
+    }
+
+    async fn send(&mut self, body: &[u8], reply_to: Option<&str>) {
+        let mut headers = vec![("destination", AGENT_DEST), ("content-type", "application/vnd.bbf.usp.msg")];
+        if let Some(r) = reply_to {
+            headers.push(("reply-to-dest", r));
+        }
+        self.write("SEND", &headers, body).await;
+    }
+
+    fn parse(&mut self) -> Option<StompFrame> {
+        while self.buf.first().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            self.buf.remove(0);
+        }
+        let head_end = self.buf.windows(2).position(|w| w == b"\n\n")?;
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let mut lines = head.lines();
+        let command = lines.next()?.to_string();
+        let mut headers = HashMap::new();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                headers.entry(k.to_string()).or_insert_with(|| v.to_string());
+            }
+        }
+        let start = head_end + 2;
+        let len = match headers.get("content-length") {
+            Some(l) => l.parse::<usize>().unwrap(),
+            None => self.buf[start..].iter().position(|b| *b == 0)?,
+        };
+        if self.buf.len() < start + len + 1 {
+            return None;
+        }
+        let body = self.buf[start..start + len].to_vec();
+        self.buf.drain(..start + len + 1);
+        Some(StompFrame { command, headers, body })
+    }
+
+    async fn next(&mut self) -> StompFrame {
+        loop {
+            if let Some(f) = self.parse() {
+                return f;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = tokio::time::timeout(support::EVENT_TIMEOUT, self.stream.read(&mut chunk))
+                .await
+                .expect("STOMP frame in time")
+                .unwrap();
+            assert!(n > 0, "broker closed the controller connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Next MESSAGE frame.
+    async fn message(&mut self) -> StompFrame {
+        loop {
+            let f = self.next().await;
+            if f.command == "MESSAGE" {
+                return f;
+            }
+        }
+    }
+}
+
+fn stomp(port: u16) -> StompConfig {
+    StompConfig {
+        host: "127.0.0.1".into(),
+        port,
+        username: Some("guest".into()),
+        password: Some("guest".into()),
+        virtual_host: Some("/".into()),
+        enable_heartbeats: true,
+        outgoing_heartbeat: 2000,
+        incoming_heartbeat: 2000,
+        tls: None,
+        destination: Some(AGENT_DEST.into()),
+        server_retry_initial_interval: 1,
+        server_retry_interval_multiplier: 1000,
+        server_retry_max_interval: 2,
+        controllers: vec![StompController {
+            endpoint_id: CONTROLLER.into(),
+            destination: CONTROLLER_DEST.into(),
+        }],
+    }
+}
+
+fn assert_stomp_connect(f: &StompFrame) {
+    assert_eq!(f.headers.get("reply-to-dest").map(String::as_str), Some(AGENT_DEST));
+    assert_eq!(
+        f.headers.get("content-type").map(String::as_str),
+        Some("application/vnd.bbf.usp.msg")
+    );
+    let r = support::decode(&f.body);
+    let Some(RecordType::StompConnect(c)) = r.record_type else {
+        panic!("not STOMPConnect: {:?}", r.record_type)
+    };
+    assert_eq!(c.subscribed_destination, AGENT_DEST);
+    assert_eq!((r.from_id.as_str(), r.to_id.as_str()), (AGENT, CONTROLLER));
+}
+
+async fn up(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::LinkInfo {
+    support::wait_for(rx, "STOMP up", |e| match e {
+        MtpEvent::Up { info, .. } => Some(info.clone()),
+        _ => None,
+    })
+    .await
+}
+
+async fn down(rx: &mut mpsc::Receiver<MtpEvent>) {
+    support::wait_for(rx, "STOMP down", |e| matches!(e, MtpEvent::Down { .. }).then_some(())).await;
+}
+
+async fn record(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::InboundRecord {
+    support::wait_for(rx, "record", |e| match e {
+        MtpEvent::Record(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
+    support::init_tracing();
+    let rabbit = Rabbit::prepare();
+    let port = rabbit.stomp_port;
+    let (tx, mut rx) = mpsc::channel(256);
+    let mtps = Mtps::start(
+        MtpSettings {
+            endpoint_id: AGENT.into(),
+            max_record_size: 64 * 1024,
+            mtps: vec![MtpConfig {
+                name: "stomp".into(),
+                enable: true,
+                transport: TransportConfig::Stomp(stomp(port)),
+            }],
+        },
+        tx,
+    );
+    // Broker down at start: the MTP reports it and keeps retrying.
+    down(&mut rx).await;
+    let rabbit = tokio::task::spawn_blocking(move || {
+        rabbit.launch();
+        rabbit
+    })
+    .await
+    .unwrap();
+    let info = up(&mut rx).await;
+    assert_eq!(info.reply_to.as_deref(), Some(AGENT_DEST));
+
+    let mut ctl = Ctl::connect(port).await;
+    assert_stomp_connect(&ctl.message().await);
+
+    let req = support::record(CONTROLLER, AGENT, b"get");
+    ctl.send(&req, Some(CONTROLLER_DEST)).await;
+    let inbound = record(&mut rx).await;
+    assert_eq!(inbound.bytes, req);
+    let resp = support::record(AGENT, CONTROLLER, b"resp");
+    mtps.send(&inbound.reply, resp.clone()).await.unwrap();
+    assert_eq!(ctl.message().await.body, resp);
+
+    // Malformed and oversize bodies are dropped; the connection keeps serving.
+    ctl.send(b"\xff\xfe not a record", Some(CONTROLLER_DEST)).await;
+    ctl.send(&support::record(CONTROLLER, AGENT, &vec![1u8; 66 * 1024]), Some(CONTROLLER_DEST)).await;
+    let good = support::record(CONTROLLER, AGENT, b"good");
+    ctl.send(&good, None).await;
+    let inbound = record(&mut rx).await;
+    assert_eq!(inbound.bytes, good);
+    // No reply-to-dest: answered on the controller's configured destination.
+    mtps.send(&inbound.reply, b"r2".to_vec()).await.unwrap();
+    assert_eq!(ctl.message().await.body, b"r2");
+
+    let target = ControllerTarget::Stomp { mtp: "stomp".into(), destination: CONTROLLER_DEST.into() };
+    mtps.send_to_controller(&target, b"notify".to_vec()).await.unwrap();
+    assert_eq!(ctl.message().await.body, b"notify");
+
+    // Broker killed and restarted: the MTP reconnects and re-sends STOMPConnect.
+    let rabbit = tokio::task::spawn_blocking(move || {
+        let mut rabbit = rabbit;
+        rabbit.kill();
+        rabbit
+    })
+    .await
+    .unwrap();
+    down(&mut rx).await;
+    let rabbit = tokio::task::spawn_blocking(move || {
+        rabbit.launch();
+        rabbit
+    })
+    .await
+    .unwrap();
+    up(&mut rx).await;
+    let mut ctl = Ctl::connect(port).await;
+    assert_stomp_connect(&ctl.message().await);
+    ctl.send(&support::record(CONTROLLER, AGENT, b"again"), Some(CONTROLLER_DEST)).await;
+    let inbound = record(&mut rx).await;
+    mtps.send(&inbound.reply, b"served".to_vec()).await.unwrap();
+    assert_eq!(ctl.message().await.body, b"served");
+
+    mtps.shutdown().await;
+    let bye = support::decode(&ctl.message().await.body);
+    assert!(matches!(bye.record_type, Some(RecordType::Disconnect(_))), "R-MTP.7");
+    tokio::task::spawn_blocking(move || drop(rabbit)).await.unwrap();
+}

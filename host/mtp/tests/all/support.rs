@@ -247,17 +247,18 @@ impl Drop for Mosquitto {
 pub struct Rabbit {
     pub stomp_port: u16,
     dir: PathBuf,
+    dist_port: u16,
+    epmd_port: u16,
 }
 
 impl Rabbit {
-    pub fn start() -> Rabbit {
-        let dir = PathBuf::from(
-            tempfile::Builder::new()
-                .prefix("usp-rabbit")
-                .tempdir()
-                .expect("tempdir")
-                .keep(),
-        );
+    /// Chooses ports and writes the configuration; [`Rabbit::launch`] starts the node.
+    pub fn prepare() -> Rabbit {
+        let dir = tempfile::Builder::new()
+            .prefix("usp-rabbit")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
         let stomp_port = free_port();
         for sub in ["mnesia", "log", "expand"] {
             std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
@@ -277,28 +278,38 @@ impl Rabbit {
             .status()
             .expect("chown");
         assert!(status.success(), "chown of the RabbitMQ directory failed");
-        let d = |s: &str| dir.join(s);
-        let mut cmd = Command::new(binary("rabbitmq-server"));
-        cmd.current_dir(&dir)
+        Rabbit {
+            stomp_port,
+            dir,
+            dist_port: free_port(),
+            epmd_port: free_port(),
+        }
+    }
+
+    /// Starts the node and blocks until its STOMP port accepts connections (boot takes
+    /// several seconds).
+    pub fn launch(&self) {
+        let d = |s: &str| self.dir.join(s);
+        Command::new(binary("rabbitmq-server"))
+            .current_dir(&self.dir)
             .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
             .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
             .env("RABBITMQ_LOG_BASE", d("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
             .env("RABBITMQ_FEATURE_FLAGS_FILE", d("feature_flags"))
             .env("RABBITMQ_PLUGINS_EXPAND_DIR", d("expand"))
-            .env("RABBITMQ_NODENAME", format!("usp{stomp_port}@localhost"))
+            .env("RABBITMQ_NODENAME", format!("usp{}@localhost", self.stomp_port))
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
-            .env("ERL_EPMD_PORT", free_port().to_string())
-            .env("HOME", &dir)
-            .env("USP_TEST_BROKER", &dir)
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("HOME", &self.dir)
+            .env("USP_TEST_BROKER", &self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd.spawn().expect("start rabbitmq-server");
-        let rabbit = Rabbit { stomp_port, dir };
-        wait_for_port(stomp_port, Duration::from_secs(90));
-        rabbit
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rabbitmq-server");
+        wait_for_port(self.stomp_port, Duration::from_secs(120));
     }
 
     /// PIDs of every process started for this node.
