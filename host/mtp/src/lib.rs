@@ -22,6 +22,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod controller;
 pub mod event;
 pub mod mtps;
 pub mod tls;

@@ -1,1 +1,0 @@
-//! A USP controller load generator for benchmarking the agent

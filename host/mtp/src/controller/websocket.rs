@@ -1,0 +1,137 @@
+//! A controller's WebSocket session to an agent's WebSocket server: the request offers the
+//! `v1.usp` subprotocol (R-WS.9/10) and carries our Endpoint ID as `eid=` in the query
+//! (R-WS.10b/c); a server that does not echo the subprotocol is refused (R-WS.12). Records go in
+//! single binary frames (R-WS.14/14a); tungstenite reassembles fragmented ones and answers Pings.
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use url::Url;
+
+use super::ControllerError;
+use crate::websocket::handshake::{SUBPROTOCOL, client_url};
+
+/// Where the agent's WebSocket server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsEndpoint {
+    /// `ws://host:port/path` (other query items are kept; `eid=` is added).
+    pub url: String,
+}
+
+/// Opens the session and starts the task that moves Records between it and the channels.
+pub(super) async fn open(
+    endpoint: &WsEndpoint,
+    controller_id: &str,
+    mut outgoing: mpsc::Receiver<Vec<u8>>,
+    incoming: mpsc::Sender<Bytes>,
+) -> Result<JoinHandle<()>, ControllerError> {
+    let failed = |reason: String| ControllerError::Connect {
+        target: endpoint.url.clone(),
+        reason,
+    };
+    let url = request_url(&endpoint.url, controller_id).map_err(failed)?;
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|err| failed(err.to_string()))?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
+    // Nagle's algorithm would hold small Records back behind unacknowledged ones, which is
+    // exactly the pipelined pattern a load generator produces.
+    let (stream, response) = tokio_tungstenite::connect_async_with_config(request, None, true)
+        .await
+        .map_err(|err| failed(err.to_string()))?;
+    let echoed = response
+        .headers()
+        .get("Sec-WebSocket-Protocol")
+        .and_then(|v| v.to_str().ok());
+    if echoed != Some(SUBPROTOCOL) {
+        return Err(failed(format!(
+            "the server did not accept subprotocol {SUBPROTOCOL} (answered {echoed:?})"
+        )));
+    }
+    let (mut sink, mut source) = stream.split();
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                out = outgoing.recv() => {
+                    let Some(record) = out else { break };
+                    if let Err(err) = sink.send(Message::Binary(record.into())).await {
+                        tracing::warn!(%err, "WebSocket send failed; session closed");
+                        break;
+                    }
+                }
+                frame = source.next() => match frame {
+                    Some(Ok(Message::Binary(data))) => {
+                        if incoming.send(data).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(close))) => {
+                        tracing::info!(?close, "the agent closed the WebSocket session");
+                        break;
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(err)) => {
+                        tracing::warn!(%err, "WebSocket session failed");
+                        break;
+                    }
+                    None => break,
+                },
+            }
+        }
+        // Best effort: the peer may already be gone.
+        drop(sink.close().await);
+    }))
+}
+
+/// The URL of `base` with `eid=<controller_id>` in its query.
+fn request_url(base: &str, controller_id: &str) -> Result<Url, String> {
+    let url = Url::parse(base).map_err(|err| format!("invalid URL: {err}"))?;
+    match url.scheme() {
+        "ws" => {}
+        "wss" => return Err("wss:// is not supported by this controller client".to_string()),
+        other => return Err(format!("scheme {other:?} is not ws://")),
+    }
+    let host = url.host_str().ok_or("URL has no host")?;
+    let port = url.port_or_known_default().ok_or("URL has no port")?;
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    let full = client_url(
+        host.trim_matches(['[', ']']),
+        port,
+        &path,
+        false,
+        controller_id,
+    );
+    Url::parse(&full).map_err(|err| format!("invalid URL {full:?}: {err}"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_url_adds_encoded_eid_and_keeps_query() {
+        assert_eq!(
+            request_url("ws://127.0.0.1:9000/usp?x=1", "self::a%b")
+                .unwrap()
+                .as_str(),
+            "ws://127.0.0.1:9000/usp?x=1&eid=self::a%25b"
+        );
+    }
+
+    #[test]
+    fn request_url_refuses_other_schemes() {
+        assert!(request_url("http://127.0.0.1:9000/usp", "c").is_err());
+    }
+}
