@@ -15,4 +15,5 @@ pub mod builtin;
 pub mod config;
 pub mod control;
 pub mod factory_reset;
+pub mod rbac;
 pub mod store;
