@@ -224,7 +224,11 @@ mod tests {
     fn waits_are_jittered() {
         let mut rng = StdRng::seed_from_u64(1);
         let draws: std::collections::HashSet<u128> = (0..20)
-            .map(|_| Backoff::new(RetryPolicy::MQTT_DEFAULT).next_wait_with(&mut rng).as_millis())
+            .map(|_| {
+                Backoff::new(RetryPolicy::MQTT_DEFAULT)
+                    .next_wait_with(&mut rng)
+                    .as_millis()
+            })
             .collect();
         assert!(draws.len() > 10);
     }

@@ -395,10 +395,13 @@ mod tests {
             panic!("not ws")
         };
         assert_eq!(w.path, "/usp");
-        assert_eq!(s.mtps[2].transport, TransportConfig::Uds(UdsConfig {
-            path: "/tmp/usp.sock".into(),
-            mode: UdsMode::Listen
-        }));
+        assert_eq!(
+            s.mtps[2].transport,
+            TransportConfig::Uds(UdsConfig {
+                path: "/tmp/usp.sock".into(),
+                mode: UdsMode::Listen
+            })
+        );
     }
 
     #[test]

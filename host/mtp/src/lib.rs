@@ -13,12 +13,14 @@
 //! - [`event`]: what crosses the boundary with the agent (events, reply paths, targets).
 //! - [`backoff`]: the reconnect waits every transport shares.
 //! - [`tls`]: rustls configuration from PEM files; peer certificate identities (R-SEC.0a).
+//! - [`controller`]: the other side: a controller's client of an agent (uspctl, usp-bench).
 //! - `link`: the context each transport task gets; the session table of server MTPs.
 //! - `records`: Connect/Disconnect Records and the "is this a Record at all" check.
 //! - `mqtt`, `websocket`, `stomp`, `uds`: one transport each, protocol state machines in
 //!   submodules without I/O, the event loop in the module root.
 
 #![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, reason = "unit tests"))]
 
 pub mod backoff;
 pub mod config;
@@ -36,9 +38,8 @@ mod websocket;
 
 pub use backoff::{Backoff, RetryPolicy};
 pub use config::{
-    MqttConfig, MqttController, MqttVersion, MtpConfig, MtpSettings, StompConfig,
-    StompController, TlsConfig, TransportConfig, UdsConfig, UdsMode, WsClientConfig,
-    WsServerConfig,
+    MqttConfig, MqttController, MqttVersion, MtpConfig, MtpSettings, StompConfig, StompController,
+    TlsConfig, TransportConfig, UdsConfig, UdsMode, WsClientConfig, WsServerConfig,
 };
 pub use event::{
     ControllerTarget, InboundRecord, LinkInfo, MtpEvent, PeerAuth, PeerCertificate, Protocol,

@@ -153,7 +153,11 @@ impl Sessions {
     }
 
     /// The sender of session `id`, or of the newest session whose peer is `endpoint_id`.
-    pub(crate) fn sender(&self, id: Option<u64>, endpoint_id: Option<&str>) -> Option<mpsc::Sender<Vec<u8>>> {
+    pub(crate) fn sender(
+        &self,
+        id: Option<u64>,
+        endpoint_id: Option<&str>,
+    ) -> Option<mpsc::Sender<Vec<u8>>> {
         let map = self.lock();
         match (id, endpoint_id) {
             (Some(id), _) => map.get(&id).map(|s| s.tx.clone()),
@@ -203,12 +207,15 @@ mod tests {
             Err(Rejected::TooLarge)
         );
         assert_eq!(
-            ctx.deliver(vec![0xff; 4], dest.clone(), PeerAuth::None).await,
+            ctx.deliver(vec![0xff; 4], dest.clone(), PeerAuth::None)
+                .await,
             Err(Rejected::Unextractable)
         );
         let good = records::connect(&records::ConnectKind::Uds, "a", "b");
         let ctx = Ctx::new("m", "proto::a", 1024, ctx.events.clone());
-        ctx.deliver(good.clone(), dest, PeerAuth::None).await.unwrap();
+        ctx.deliver(good.clone(), dest, PeerAuth::None)
+            .await
+            .unwrap();
         let Some(MtpEvent::Record(r)) = rx.recv().await else {
             panic!("no record")
         };

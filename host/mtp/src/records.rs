@@ -7,7 +7,8 @@ use prost::Message as _;
 use usp_codec::UspErrorCode;
 use usp_codec::usp_proto::usp_record::{
     DisconnectRecord, MqttConnectRecord, Record, StompConnectRecord, UdsConnectRecord,
-    WebSocketConnectRecord, mqtt_connect_record::MqttVersion as WireMqttVersion, record::RecordType,
+    WebSocketConnectRecord, mqtt_connect_record::MqttVersion as WireMqttVersion,
+    record::RecordType,
 };
 
 use crate::config::MqttVersion;
@@ -104,7 +105,10 @@ mod tests {
             "proto::c",
         );
         let r = Record::decode(bytes.as_slice()).unwrap();
-        assert_eq!((r.from_id.as_str(), r.to_id.as_str()), ("proto::a", "proto::c"));
+        assert_eq!(
+            (r.from_id.as_str(), r.to_id.as_str()),
+            ("proto::a", "proto::c")
+        );
         let Some(RecordType::MqttConnect(m)) = r.record_type else {
             panic!("not MQTTConnect")
         };
@@ -126,6 +130,9 @@ mod tests {
         assert!(!is_extractable(b"\xff\xff\xff"));
         assert!(!is_extractable(b""));
         assert!(is_extractable(&connect(&ConnectKind::Uds, "a", "b")));
-        assert_eq!(from_id(&connect(&ConnectKind::Uds, "a", "b")).as_deref(), Some("a"));
+        assert_eq!(
+            from_id(&connect(&ConnectKind::Uds, "a", "b")).as_deref(),
+            Some("a")
+        );
     }
 }

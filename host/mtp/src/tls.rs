@@ -107,7 +107,9 @@ pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(tls)?);
     let config = match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => builder.with_client_auth_cert(read_certs(cert)?, read_key(key)?)?,
+        (Some(cert), Some(key)) => {
+            builder.with_client_auth_cert(read_certs(cert)?, read_key(key)?)?
+        }
         (None, None) => builder.with_no_client_auth(),
         _ => return Err(TlsError::HalfClientCertificate),
     };
@@ -130,7 +132,9 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
     } else {
         builder.with_no_client_auth()
     };
-    Ok(Arc::new(builder.with_single_cert(read_certs(cert)?, read_key(key)?)?))
+    Ok(Arc::new(
+        builder.with_single_cert(read_certs(cert)?, read_key(key)?)?,
+    ))
 }
 
 /// The name a client verifies the server certificate against.
@@ -178,7 +182,10 @@ mod tests {
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let peer = peer_certificate(cert.der());
-        assert_eq!(peer.identities, vec!["ctrl.example", "urn:bbf:usp:id:proto::ctrl"]);
+        assert_eq!(
+            peer.identities,
+            vec!["ctrl.example", "urn:bbf:usp:id:proto::ctrl"]
+        );
         assert!(peer.names_endpoint("proto::ctrl"));
     }
 

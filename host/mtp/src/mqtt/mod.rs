@@ -51,8 +51,8 @@ enum Client {
 
 /// The event loop matching a [`Client`].
 enum Loop {
-    V4(rumqttc::EventLoop),
-    V5(rumqttc::v5::EventLoop),
+    V4(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
 }
 
 /// What the task needs from an incoming packet, for either version.
@@ -111,7 +111,7 @@ fn connect(cfg: &MqttConfig, ctx: &Ctx, client_id: &str) -> Result<(Client, Loop
                 opts.set_credentials(u, "");
             }
             let (c, l) = rumqttc::AsyncClient::new(opts, REQUEST_CAPACITY);
-            Ok((Client::V4(c), Loop::V4(l)))
+            Ok((Client::V4(c), Loop::V4(Box::new(l))))
         }
         MqttVersion::V5 => {
             let mut opts =
@@ -129,7 +129,7 @@ fn connect(cfg: &MqttConfig, ctx: &Ctx, client_id: &str) -> Result<(Client, Loop
                 opts.set_credentials(u, cfg.password.as_deref().unwrap_or(""));
             }
             let (c, l) = rumqttc::v5::AsyncClient::new(opts, REQUEST_CAPACITY);
-            Ok((Client::V5(c), Loop::V5(l)))
+            Ok((Client::V5(c), Loop::V5(Box::new(l))))
         }
     }
 }
@@ -163,8 +163,8 @@ async fn poll(lp: &mut Loop) -> Result<Incoming, String> {
             }
         }
         Loop::V5(l) => {
-            use rumqttc::v5::Event;
             use rumqttc::Outgoing;
+            use rumqttc::v5::Event;
             match l.poll().await.map_err(|e| e.to_string())? {
                 Event::Incoming(p5::Packet::ConnAck(ack)) => {
                     let refused = (ack.code != p5::ConnectReturnCode::Success)
@@ -235,11 +235,19 @@ impl Client {
         .map_err(|e| e.to_string())
     }
 
-    fn publish(&self, topics: &Topics, dest: &str, qos_level: u8, bytes: Vec<u8>) -> Result<(), String> {
+    fn publish(
+        &self,
+        topics: &Topics,
+        dest: &str,
+        qos_level: u8,
+        bytes: Vec<u8>,
+    ) -> Result<(), String> {
         let (topic, response_topic) = topics.publish_target(dest);
         let (q4, q5) = qos(qos_level);
         match self {
-            Client::V4(c) => c.try_publish(topic, q4, false, bytes).map_err(|e| e.to_string()),
+            Client::V4(c) => c
+                .try_publish(topic, q4, false, bytes)
+                .map_err(|e| e.to_string()),
             Client::V5(c) => {
                 let props = p5::PublishProperties {
                     response_topic,
@@ -280,7 +288,16 @@ pub(crate) async fn run(
     // R-MQTT.9/11: a broker-assigned ClientId is kept for later connections.
     let mut client_id = cfg.client_id.clone();
     loop {
-        let ended = connection(&cfg, &ctx, &mut client_id, &mut outbound, &mut pending, &mut backoff, &shutdown).await;
+        let ended = connection(
+            &cfg,
+            &ctx,
+            &mut client_id,
+            &mut outbound,
+            &mut pending,
+            &mut backoff,
+            &shutdown,
+        )
+        .await;
         let reason = match ended {
             Ended::Shutdown => return,
             Ended::Disabled(reason) => {

@@ -44,7 +44,12 @@ impl Topics {
     pub(crate) fn new(cfg: &MqttConfig) -> Self {
         Topics {
             version: cfg.protocol_version,
-            subscriptions: cfg.subscriptions.iter().filter(|t| !t.is_empty()).cloned().collect(),
+            subscriptions: cfg
+                .subscriptions
+                .iter()
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .collect(),
             configured_reply_to: cfg.response_topic.clone().filter(|t| is_exact(t)),
             controllers: cfg.controllers.clone(),
             reply_to: None,
@@ -201,8 +206,11 @@ mod tests {
     #[test]
     fn v5_uses_subscribe_topic_property_when_no_response_information() {
         let mut t = Topics::new(&config(MqttVersion::V5));
-        t.on_connack(None, &["usp/+/x".to_string(), "usp/from-broker".to_string()])
-            .unwrap();
+        t.on_connack(
+            None,
+            &["usp/+/x".to_string(), "usp/from-broker".to_string()],
+        )
+        .unwrap();
         assert_eq!(t.reply_to(), Some("usp/from-broker"));
     }
 
@@ -258,16 +266,22 @@ mod tests {
     fn reply_goes_to_response_topic_then_suffix_then_controller() {
         let t = Topics::new(&config(MqttVersion::V5));
         assert_eq!(
-            t.reply_topic("usp/agent", Some("ctrl/inbox"), None).as_deref(),
+            t.reply_topic("usp/agent", Some("ctrl/inbox"), None)
+                .as_deref(),
             Some("ctrl/inbox")
         );
         assert_eq!(
-            t.reply_topic("usp/agent/reply-to=usp%2Fcontrollers%2Foui:00256D:x", None, None)
-                .as_deref(),
+            t.reply_topic(
+                "usp/agent/reply-to=usp%2Fcontrollers%2Foui:00256D:x",
+                None,
+                None
+            )
+            .as_deref(),
             Some("usp/controllers/oui:00256D:x")
         );
         assert_eq!(
-            t.reply_topic("usp/agent", None, Some("proto::c2")).as_deref(),
+            t.reply_topic("usp/agent", None, Some("proto::c2"))
+                .as_deref(),
             Some("usp/c2")
         );
         assert_eq!(t.reply_topic("usp/agent", None, Some("proto::zz")), None);
@@ -278,14 +292,18 @@ mod tests {
         let mut cfg = config(MqttVersion::V5);
         cfg.controllers.truncate(1);
         let t = Topics::new(&cfg);
-        assert_eq!(t.reply_topic("usp/agent", None, None).as_deref(), Some("usp/c1"));
+        assert_eq!(
+            t.reply_topic("usp/agent", None, None).as_deref(),
+            Some("usp/c1")
+        );
     }
 
     #[test]
     fn wildcard_reply_to_is_not_trusted() {
         let t = Topics::new(&config(MqttVersion::V5));
         assert_eq!(
-            t.reply_topic("usp/agent", Some("ctrl/#"), Some("proto::c1")).as_deref(),
+            t.reply_topic("usp/agent", Some("ctrl/#"), Some("proto::c1"))
+                .as_deref(),
             Some("usp/c1")
         );
     }

@@ -298,8 +298,14 @@ mod tests {
 
     #[test]
     fn malformed_frames_are_errors() {
-        assert!(matches!(one(b"MESSAGE\nnocolon\n\n\0"), Err(FrameError::BadHeader(_))));
-        assert!(matches!(one(b"MESSAGE\na:\\x\n\n\0"), Err(FrameError::BadEscape(_))));
+        assert!(matches!(
+            one(b"MESSAGE\nnocolon\n\n\0"),
+            Err(FrameError::BadHeader(_))
+        ));
+        assert!(matches!(
+            one(b"MESSAGE\na:\\x\n\n\0"),
+            Err(FrameError::BadEscape(_))
+        ));
         assert!(matches!(
             one(b"MESSAGE\ncontent-length:zz\n\n\0"),
             Err(FrameError::BadContentLength(_))

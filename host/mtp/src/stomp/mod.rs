@@ -65,7 +65,16 @@ pub(crate) async fn run(
         }
     };
     loop {
-        match connection(&cfg, &ctx, connector.clone(), &mut outbound, &mut pending, &shutdown).await {
+        match connection(
+            &cfg,
+            &ctx,
+            connector.clone(),
+            &mut outbound,
+            &mut pending,
+            &shutdown,
+        )
+        .await
+        {
             Ended::Shutdown => return,
             Ended::Failed { reason, was_up } => {
                 if was_up {
@@ -95,7 +104,10 @@ fn keep(pending: &mut VecDeque<Outbound>, out: Outbound, ctx: &Ctx) {
     pending.push_back(out);
 }
 
-async fn open(cfg: &StompConfig, connector: Option<TlsConnector>) -> Result<(Box<dyn Io>, PeerAuth), String> {
+async fn open(
+    cfg: &StompConfig,
+    connector: Option<TlsConnector>,
+) -> Result<(Box<dyn Io>, PeerAuth), String> {
     let tcp = TcpStream::connect((cfg.host.as_str(), cfg.port))
         .await
         .map_err(|e| format!("connect to {}:{}: {e}", cfg.host, cfg.port))?;

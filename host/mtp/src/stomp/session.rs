@@ -83,7 +83,11 @@ impl Session {
     /// The frame that opens the session.
     pub(crate) fn connect_frame(&self) -> Frame {
         let (out, inc) = self.heartbeats();
-        let host = self.cfg.virtual_host.clone().unwrap_or_else(|| self.cfg.host.clone());
+        let host = self
+            .cfg
+            .virtual_host
+            .clone()
+            .unwrap_or_else(|| self.cfg.host.clone());
         let mut f = Frame::new("STOMP")
             .header("accept-version", "1.2")
             .header("host", host)
@@ -130,7 +134,9 @@ impl Session {
                     .unwrap_or_else(|| String::from_utf8_lossy(&frame.body).into_owned()),
             )),
             ("CONNECTED", State::Connecting) => self.connected(&frame),
-            ("RECEIPT", State::Subscribing) if frame.get("receipt-id") == Some(SUBSCRIBE_RECEIPT) => {
+            ("RECEIPT", State::Subscribing)
+                if frame.get("receipt-id") == Some(SUBSCRIBE_RECEIPT) =>
+            {
                 self.state = State::Ready;
                 let dest = self.destination.clone().unwrap_or_default();
                 let mut actions: Vec<Action> = self
@@ -182,11 +188,17 @@ impl Session {
         let (sx, sy) = frame
             .get("heart-beat")
             .and_then(|h| h.split_once(','))
-            .map(|(a, b)| (a.trim().parse().unwrap_or(0u32), b.trim().parse().unwrap_or(0u32)))
+            .map(|(a, b)| {
+                (
+                    a.trim().parse().unwrap_or(0u32),
+                    b.trim().parse().unwrap_or(0u32),
+                )
+            })
             .unwrap_or((0, 0));
         // STOMP 1.2 heart-beat negotiation: each direction uses the larger of the two wishes,
         // or none when either side cannot.
-        let every = |a: u32, b: u32| (a != 0 && b != 0).then(|| Duration::from_millis(u64::from(a.max(b))));
+        let every =
+            |a: u32, b: u32| (a != 0 && b != 0).then(|| Duration::from_millis(u64::from(a.max(b))));
         self.send_every = every(cx, sy);
         self.expect_every = every(cy, sx);
         self.from_server = frame
@@ -218,7 +230,8 @@ impl Session {
         if let Some(dest) = &self.destination {
             f = f.header("reply-to-dest", dest.clone());
         }
-        f.header("content-length", record.len().to_string()).body(record)
+        f.header("content-length", record.len().to_string())
+            .body(record)
     }
 
     /// R-MTP.7: Disconnect Records to every controller, then DISCONNECT.
@@ -238,6 +251,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StompController;
 
     fn cfg() -> StompConfig {
         StompConfig {
@@ -262,9 +276,10 @@ mod tests {
     }
 
     fn connected(headers: &[(&str, &str)]) -> Frame {
-        headers
-            .iter()
-            .fold(Frame::new("CONNECTED").header("version", "1.2"), |f, (k, v)| f.header(k, *v))
+        headers.iter().fold(
+            Frame::new("CONNECTED").header("version", "1.2"),
+            |f, (k, v)| f.header(k, *v),
+        )
     }
 
     #[test]
@@ -283,17 +298,22 @@ mod tests {
     fn disabled_heartbeats_send_zero() {
         let mut c = cfg();
         c.enable_heartbeats = false;
-        assert_eq!(Session::new(&c, "a").connect_frame().get("heart-beat"), Some("0,0"));
+        assert_eq!(
+            Session::new(&c, "a").connect_frame().get("heart-beat"),
+            Some("0,0")
+        );
     }
 
     #[test]
     fn heartbeats_negotiate_to_the_larger_wish() {
         let mut s = Session::new(&cfg(), "proto::a");
-        s.handle_incoming(connected(&[("heart-beat", "5000,15000")])).unwrap();
+        s.handle_incoming(connected(&[("heart-beat", "5000,15000")]))
+            .unwrap();
         assert_eq!(s.send_every(), Some(Duration::from_millis(15_000)));
         assert_eq!(s.expect_every(), Some(Duration::from_millis(20_000)));
         let mut s = Session::new(&cfg(), "proto::a");
-        s.handle_incoming(connected(&[("heart-beat", "0,0")])).unwrap();
+        s.handle_incoming(connected(&[("heart-beat", "0,0")]))
+            .unwrap();
         assert_eq!((s.send_every(), s.expect_every()), (None, None));
     }
 

@@ -131,8 +131,14 @@ mod tests {
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&encode(&Tlv::Record(vec![1])));
         buf.extend_from_slice(&encode(&Tlv::Error("bad".into())));
-        assert_eq!(decode(&mut buf, 64).unwrap(), Some(vec![Tlv::Record(vec![1])]));
-        assert_eq!(decode(&mut buf, 64).unwrap(), Some(vec![Tlv::Error("bad".into())]));
+        assert_eq!(
+            decode(&mut buf, 64).unwrap(),
+            Some(vec![Tlv::Record(vec![1])])
+        );
+        assert_eq!(
+            decode(&mut buf, 64).unwrap(),
+            Some(vec![Tlv::Error("bad".into())])
+        );
         assert!(buf.is_empty());
     }
 
@@ -161,7 +167,10 @@ mod tests {
     #[test]
     fn oversize_length_is_rejected_before_buffering() {
         let mut buf = BytesMut::from(&b"_USP\xff\xff\xff\xff"[..]);
-        assert_eq!(decode(&mut buf, 1024), Err(FrameError::TooLarge(0xffff_ffff, 1024)));
+        assert_eq!(
+            decode(&mut buf, 1024),
+            Err(FrameError::TooLarge(0xffff_ffff, 1024))
+        );
     }
 
     #[test]

@@ -83,7 +83,8 @@ async fn listen(
         match UnixListener::bind(path) {
             Ok(l) => break l,
             Err(err) => {
-                ctx.down(format!("cannot listen on {}: {err}", path.display())).await;
+                ctx.down(format!("cannot listen on {}: {err}", path.display()))
+                    .await;
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff.next_wait()) => {}
@@ -140,7 +141,8 @@ async fn connect(
                 )))
             }
             Err(err) => {
-                ctx.down(format!("cannot connect to {}: {err}", path.display())).await;
+                ctx.down(format!("cannot connect to {}: {err}", path.display()))
+                    .await;
                 None
             }
         };

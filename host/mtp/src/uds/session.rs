@@ -126,7 +126,10 @@ mod tests {
     #[test]
     fn client_speaks_first_and_sends_uds_connect_after_the_answer() {
         let mut s = Session::new(Role::Client, "proto::a");
-        assert_eq!(s.start(), vec![Action::Send(Tlv::Handshake("proto::a".into()))]);
+        assert_eq!(
+            s.start(),
+            vec![Action::Send(Tlv::Handshake("proto::a".into()))]
+        );
         let actions = s.handle_incoming(Tlv::Handshake("proto::c".into()));
         assert!(is_uds_connect(&actions[0]));
         assert_eq!(actions[1], Action::Established("proto::c".into()));
@@ -148,7 +151,10 @@ mod tests {
         let mut s = Session::new(Role::Server, "proto::a");
         assert!(s.handle_incoming(Tlv::Record(vec![1])).is_empty());
         s.handle_incoming(Tlv::Handshake("proto::c".into()));
-        assert_eq!(s.handle_incoming(Tlv::Record(vec![1])), vec![Action::Deliver(vec![1])]);
+        assert_eq!(
+            s.handle_incoming(Tlv::Record(vec![1])),
+            vec![Action::Deliver(vec![1])]
+        );
     }
 
     #[test]
@@ -183,7 +189,10 @@ mod tests {
         let mut s = Session::new(Role::Server, "proto::a");
         assert!(s.handle_incoming(Tlv::Unknown(42)).is_empty());
         s.handle_incoming(Tlv::Handshake("proto::c".into()));
-        assert!(s.handle_incoming(Tlv::Handshake("proto::x".into())).is_empty());
+        assert!(
+            s.handle_incoming(Tlv::Handshake("proto::x".into()))
+                .is_empty()
+        );
         assert_eq!(s.peer(), Some("proto::c"));
     }
 }

@@ -13,20 +13,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use futures::{SinkExt, StreamExt};
 
 use crate::backoff::Backoff;
 use crate::config::{WsClientConfig, WsServerConfig};
@@ -47,7 +47,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HARD_LIMIT_FACTOR: usize = 4;
 
 fn ws_config(ctx: &Ctx) -> WebSocketConfig {
-    let hard = ctx.max_record_size.saturating_mul(HARD_LIMIT_FACTOR).max(64 * 1024);
+    let hard = ctx
+        .max_record_size
+        .saturating_mul(HARD_LIMIT_FACTOR)
+        .max(64 * 1024);
     WebSocketConfig::default()
         .max_message_size(Some(hard))
         .max_frame_size(Some(hard))
@@ -92,7 +95,8 @@ pub(crate) async fn run_server(
     let listener = match TcpListener::bind((cfg.bind.as_str(), cfg.port)).await {
         Ok(l) => l,
         Err(err) => {
-            ctx.down(format!("cannot listen on {}:{}: {err}", cfg.bind, cfg.port)).await;
+            ctx.down(format!("cannot listen on {}:{}: {err}", cfg.bind, cfg.port))
+                .await;
             shutdown.cancelled().await;
             return;
         }
@@ -124,7 +128,10 @@ pub(crate) async fn run_server(
     while tasks.join_next().await.is_some() {}
 }
 
-#[allow(clippy::too_many_arguments, reason = "one accepted connection's full context")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one accepted connection's full context"
+)]
 async fn accept(
     stream: TcpStream,
     addr: SocketAddr,
@@ -139,16 +146,32 @@ async fn accept(
     let keep_alive = cfg.keep_alive_secs;
     match acceptor {
         None => {
-            let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade(stream, &cfg.path, &ctx)).await;
+            let opened =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade(stream, &cfg.path, &ctx)).await;
             if let Ok(Some((ws, eid))) = opened {
-                session(ws, eid, PeerAuth::None, keep_alive, false, ctx, id, sessions, shutdown).await;
+                session(
+                    ws,
+                    eid,
+                    PeerAuth::None,
+                    keep_alive,
+                    false,
+                    ctx,
+                    id,
+                    sessions,
+                    shutdown,
+                )
+                .await;
             }
         }
         Some(acceptor) => {
             let opened = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-                let tls = acceptor.accept(stream).await.map_err(|err| {
-                    tracing::info!(mtp = %ctx.name, %addr, %err, "TLS handshake failed");
-                }).ok()?;
+                let tls = acceptor
+                    .accept(stream)
+                    .await
+                    .map_err(|err| {
+                        tracing::info!(mtp = %ctx.name, %addr, %err, "TLS handshake failed");
+                    })
+                    .ok()?;
                 let peer = tls
                     .get_ref()
                     .1
@@ -161,13 +184,20 @@ async fn accept(
             })
             .await;
             if let Ok(Some((ws, eid, peer))) = opened {
-                session(ws, eid, peer, keep_alive, false, ctx, id, sessions, shutdown).await;
+                session(
+                    ws, eid, peer, keep_alive, false, ctx, id, sessions, shutdown,
+                )
+                .await;
             }
         }
     }
 }
 
 /// The server half of the WebSocket handshake; `None` when refused.
+#[allow(
+    clippy::result_large_err,
+    reason = "the callback's signature is tungstenite's"
+)]
 async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     path: &str,
@@ -199,7 +229,9 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(ctx))).await {
+    match tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(ws_config(ctx)))
+        .await
+    {
         Ok(ws) => eid.map(|e| (ws, e)),
         Err(err) => {
             tracing::info!(mtp = %ctx.name, %err, "WebSocket handshake refused");
@@ -230,7 +262,14 @@ pub(crate) async fn run_client(
     loop {
         next_id += 1;
         let session_stop = shutdown.child_token();
-        let attempt = connect_once(&cfg, connector.clone(), ctx.clone(), next_id, sessions.clone(), session_stop.clone());
+        let attempt = connect_once(
+            &cfg,
+            connector.clone(),
+            ctx.clone(),
+            next_id,
+            sessions.clone(),
+            session_stop.clone(),
+        );
         tokio::pin!(attempt);
         let outcome = loop {
             tokio::select! {
@@ -269,14 +308,21 @@ async fn connect_once(
     sessions: Sessions,
     shutdown: CancellationToken,
 ) -> Result<(), String> {
-    let url = handshake::client_url(&cfg.host, cfg.port, &cfg.path, connector.is_some(), &ctx.endpoint_id);
+    let url = handshake::client_url(
+        &cfg.host,
+        cfg.port,
+        &cfg.path,
+        connector.is_some(),
+        &ctx.endpoint_id,
+    );
     let mut request = url
         .as_str()
         .into_client_request()
         .map_err(|err| format!("bad controller URL {url}: {err}"))?;
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static(SUBPROTOCOL),
+    );
     let stream = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
         s = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect((cfg.host.as_str(), cfg.port))) => s
@@ -289,7 +335,18 @@ async fn connect_once(
     match connector {
         None => {
             let ws = client_handshake(request, stream, &ctx).await?;
-            session(ws, eid, PeerAuth::None, keep_alive, true, ctx, id, sessions, shutdown).await;
+            session(
+                ws,
+                eid,
+                PeerAuth::None,
+                keep_alive,
+                true,
+                ctx,
+                id,
+                sessions,
+                shutdown,
+            )
+            .await;
         }
         Some(connector) => {
             let name = cfg
@@ -427,7 +484,10 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// R-WS.16: close with status 1003.
-async fn close_unsupported<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, reason: &str) {
+async fn close_unsupported<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    reason: &str,
+) {
     let frame = CloseFrame {
         code: CloseCode::Unsupported,
         reason: reason.into(),

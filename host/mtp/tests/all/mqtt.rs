@@ -9,8 +9,8 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use tokio::sync::mpsc;
-use usp_codec::usp_proto::usp_record::record::RecordType;
 use usp_codec::usp_proto::usp_record::mqtt_connect_record::MqttVersion as WireVersion;
+use usp_codec::usp_proto::usp_record::record::RecordType;
 use usp_mtp::{
     ControllerTarget, MqttConfig, MqttController, MqttVersion, MtpConfig, MtpEvent, MtpSettings,
     Mtps, PeerAuth, TlsConfig, TransportConfig,
@@ -70,7 +70,9 @@ impl Ctl5 {
             .subscribe_many(filters.iter().map(|f| Filter::new(*f, QoS::AtLeastOnce)))
             .await
             .unwrap();
-        let ack = tokio::time::timeout(support::EVENT_TIMEOUT, ctl.rx.recv()).await.unwrap();
+        let ack = tokio::time::timeout(support::EVENT_TIMEOUT, ctl.rx.recv())
+            .await
+            .unwrap();
         assert!(matches!(ack, Some(None)), "SUBACK expected first");
         ctl
     }
@@ -172,10 +174,16 @@ fn assert_mqtt_connect(bytes: &[u8], version: WireVersion) {
 async fn mqtt5_connect_record_request_reply_and_notify() {
     let broker = Mosquitto::start(None);
     let mut ctl = Ctl5::connect(broker.port, "ctl5", &[CONTROLLER_TOPIC, "ctl/replies"]).await;
-    let (mtps, mut rx) = start(settings(vec![("mqtt", mqtt(broker.port, MqttVersion::V5, None))]));
+    let (mtps, mut rx) = start(settings(vec![(
+        "mqtt",
+        mqtt(broker.port, MqttVersion::V5, None),
+    )]));
     let info = up(&mut rx, "mqtt").await;
     assert_eq!(info.reply_to.as_deref(), Some(AGENT_TOPIC));
-    assert!(info.client_id.is_some_and(|id| !id.is_empty()), "broker-assigned ClientId kept");
+    assert!(
+        info.client_id.is_some_and(|id| !id.is_empty()),
+        "broker-assigned ClientId kept"
+    );
 
     let connect = ctl.next().await;
     assert_eq!(connect.topic, CONTROLLER_TOPIC);
@@ -185,7 +193,8 @@ async fn mqtt5_connect_record_request_reply_and_notify() {
 
     // The agent subscribed before it published, so a request right now is delivered.
     let req = support::record(CONTROLLER, AGENT, b"get");
-    ctl.publish(AGENT_TOPIC, req.clone(), Some("ctl/replies")).await;
+    ctl.publish(AGENT_TOPIC, req.clone(), Some("ctl/replies"))
+        .await;
     let inbound = record(&mut rx).await;
     assert_eq!(inbound.bytes, req);
     assert_eq!(inbound.peer, PeerAuth::None);
@@ -196,33 +205,58 @@ async fn mqtt5_connect_record_request_reply_and_notify() {
     assert_eq!(got.response_topic.as_deref(), Some(AGENT_TOPIC));
 
     // A request without Response Topic is answered on the controller's configured topic.
-    ctl.publish(AGENT_TOPIC, support::record(CONTROLLER, AGENT, b"bare"), None).await;
+    ctl.publish(
+        AGENT_TOPIC,
+        support::record(CONTROLLER, AGENT, b"bare"),
+        None,
+    )
+    .await;
     let inbound = record(&mut rx).await;
     mtps.send(&inbound.reply, b"r2".to_vec()).await.unwrap();
     assert_eq!(ctl.next().await.topic, CONTROLLER_TOPIC);
 
-    let target = ControllerTarget::Mqtt { mtp: "mqtt".into(), topic: CONTROLLER_TOPIC.into() };
-    mtps.send_to_controller(&target, b"notify".to_vec()).await.unwrap();
+    let target = ControllerTarget::Mqtt {
+        mtp: "mqtt".into(),
+        topic: CONTROLLER_TOPIC.into(),
+    };
+    mtps.send_to_controller(&target, b"notify".to_vec())
+        .await
+        .unwrap();
     assert_eq!(ctl.next().await.payload, b"notify");
 
     mtps.shutdown().await;
     let bye = support::decode(&ctl.next().await.payload);
-    assert!(matches!(bye.record_type, Some(RecordType::Disconnect(_))), "R-MTP.7");
+    assert!(
+        matches!(bye.record_type, Some(RecordType::Disconnect(_))),
+        "R-MTP.7"
+    );
 }
 
 #[tokio::test]
 async fn mqtt311_uses_reply_to_topic_suffix() {
     let broker = Mosquitto::start(None);
     let mut ctl = Ctl5::connect(broker.port, "ctl311", &["usp/controller/#"]).await;
-    let (mtps, mut rx) = start(settings(vec![("mqtt", mqtt(broker.port, MqttVersion::V3_1_1, None))]));
+    let (mtps, mut rx) = start(settings(vec![(
+        "mqtt",
+        mqtt(broker.port, MqttVersion::V3_1_1, None),
+    )]));
     let info = up(&mut rx, "mqtt").await;
-    assert_eq!(info.client_id.as_deref(), Some(AGENT), "3.1.1 uses the Endpoint ID as ClientId");
+    assert_eq!(
+        info.client_id.as_deref(),
+        Some(AGENT),
+        "3.1.1 uses the Endpoint ID as ClientId"
+    );
     let connect = ctl.next().await;
     assert_eq!(connect.topic, "usp/controller/reply-to=usp%2Fagent");
     assert_mqtt_connect(&connect.payload, WireVersion::V311);
 
     let req = support::record(CONTROLLER, AGENT, b"get");
-    ctl.publish("usp/agent/reply-to=usp%2Fcontroller%2Finbox", req.clone(), None).await;
+    ctl.publish(
+        "usp/agent/reply-to=usp%2Fcontroller%2Finbox",
+        req.clone(),
+        None,
+    )
+    .await;
     let inbound = record(&mut rx).await;
     assert_eq!(inbound.bytes, req);
     mtps.send(&inbound.reply, b"resp".to_vec()).await.unwrap();
@@ -235,29 +269,44 @@ async fn mqtt311_uses_reply_to_topic_suffix() {
 async fn mqtt_over_tls_both_versions() {
     let certs = support::Certs::new();
     let broker = Mosquitto::start(Some(&certs));
-    for (i, version) in [MqttVersion::V5, MqttVersion::V3_1_1].into_iter().enumerate() {
+    for (i, version) in [MqttVersion::V5, MqttVersion::V3_1_1]
+        .into_iter()
+        .enumerate()
+    {
         let name = format!("tls-{i}");
-        let (mtps, mut rx) = start(settings(vec![(&name, mqtt(broker.port, version, Some(certs.client(None))))]));
+        let (mtps, mut rx) = start(settings(vec![(
+            &name,
+            mqtt(broker.port, version, Some(certs.client(None))),
+        )]));
         up(&mut rx, &name).await;
         mtps.shutdown().await;
     }
     // A client that does not trust the broker's CA never comes up.
     let other = support::Certs::new();
-    let (_mtps, mut rx) = start(settings(vec![("untrusted", mqtt(broker.port, MqttVersion::V5, Some(other.client(None))))]));
+    let (_mtps, mut rx) = start(settings(vec![(
+        "untrusted",
+        mqtt(broker.port, MqttVersion::V5, Some(other.client(None))),
+    )]));
     let reason = support::wait_for(&mut rx, "down", |e| match e {
         MtpEvent::Down { reason, .. } => Some(reason.clone()),
         MtpEvent::Up { .. } => panic!("connected to an untrusted broker"),
         _ => None,
     })
     .await;
-    assert!(reason.to_lowercase().contains("certificate") || reason.to_lowercase().contains("tls"), "{reason}");
+    assert!(
+        reason.to_lowercase().contains("certificate") || reason.to_lowercase().contains("tls"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
 async fn mqtt_broker_down_at_start_then_up() {
     let port = support::free_port();
     let (_mtps, mut rx) = start(settings(vec![("mqtt", mqtt(port, MqttVersion::V5, None))]));
-    support::wait_for(&mut rx, "down", |e| matches!(e, MtpEvent::Down { .. }).then_some(())).await;
+    support::wait_for(&mut rx, "down", |e| {
+        matches!(e, MtpEvent::Down { .. }).then_some(())
+    })
+    .await;
     let _broker = Mosquitto::start_on(port, None);
     up(&mut rx, "mqtt").await;
 }
@@ -273,13 +322,21 @@ async fn mqtt_broker_restart_reconnects_and_resends_connect_record() {
     up(&mut rx, "mqtt").await;
 
     broker.kill();
-    support::wait_for(&mut rx, "down", |e| matches!(e, MtpEvent::Down { .. }).then_some(())).await;
+    support::wait_for(&mut rx, "down", |e| {
+        matches!(e, MtpEvent::Down { .. }).then_some(())
+    })
+    .await;
     broker.restart();
     let mut ctl = Ctl5::connect(broker.port, "ctl-r", &[CONTROLLER_TOPIC, "ctl/replies"]).await;
     up(&mut rx, "mqtt").await;
     assert_mqtt_connect(&ctl.next().await.payload, WireVersion::V5);
 
-    ctl.publish(AGENT_TOPIC, support::record(CONTROLLER, AGENT, b"again"), Some("ctl/replies")).await;
+    ctl.publish(
+        AGENT_TOPIC,
+        support::record(CONTROLLER, AGENT, b"again"),
+        Some("ctl/replies"),
+    )
+    .await;
     let inbound = record(&mut rx).await;
     mtps.send(&inbound.reply, b"served".to_vec()).await.unwrap();
     assert_eq!(ctl.next().await.payload, b"served");
@@ -297,7 +354,12 @@ async fn unreachable_second_client_does_not_disturb_the_first() {
     up(&mut rx, "good").await;
     ctl.next().await;
     for i in 0..3u8 {
-        ctl.publish(AGENT_TOPIC, support::record(CONTROLLER, AGENT, &[i]), Some("ctl/replies")).await;
+        ctl.publish(
+            AGENT_TOPIC,
+            support::record(CONTROLLER, AGENT, &[i]),
+            Some("ctl/replies"),
+        )
+        .await;
         let inbound = record(&mut rx).await;
         assert_eq!(inbound.reply.mtp(), "good");
         mtps.send(&inbound.reply, vec![i]).await.unwrap();
@@ -311,11 +373,18 @@ async fn update_moves_the_client_to_a_new_broker() {
     let b = Mosquitto::start(None);
     let mut ctl_a = Ctl5::connect(a.port, "ctl-a", &[CONTROLLER_TOPIC]).await;
     let mut ctl_b = Ctl5::connect(b.port, "ctl-b", &[CONTROLLER_TOPIC]).await;
-    let (mtps, mut rx) = start(settings(vec![("mqtt", mqtt(a.port, MqttVersion::V5, None))]));
+    let (mtps, mut rx) = start(settings(vec![(
+        "mqtt",
+        mqtt(a.port, MqttVersion::V5, None),
+    )]));
     up(&mut rx, "mqtt").await;
     ctl_a.next().await;
 
-    mtps.update(settings(vec![("mqtt", mqtt(b.port, MqttVersion::V5, None))])).await;
+    mtps.update(settings(vec![(
+        "mqtt",
+        mqtt(b.port, MqttVersion::V5, None),
+    )]))
+    .await;
     let bye = support::decode(&ctl_a.next().await.payload);
     assert!(matches!(bye.record_type, Some(RecordType::Disconnect(_))));
     up(&mut rx, "mqtt").await;
@@ -323,20 +392,41 @@ async fn update_moves_the_client_to_a_new_broker() {
     assert_eq!(mtps.running().await, vec!["mqtt"]);
 
     // Unchanged settings keep the connection: no new Connect record.
-    mtps.update(settings(vec![("mqtt", mqtt(b.port, MqttVersion::V5, None))])).await;
-    assert!(tokio::time::timeout(Duration::from_millis(500), ctl_b.next()).await.is_err());
+    mtps.update(settings(vec![(
+        "mqtt",
+        mqtt(b.port, MqttVersion::V5, None),
+    )]))
+    .await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), ctl_b.next())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
 async fn mqtt_malformed_and_oversize_payloads_are_dropped() {
     let broker = Mosquitto::start(None);
     let mut ctl = Ctl5::connect(broker.port, "ctl-m", &[CONTROLLER_TOPIC]).await;
-    let (_mtps, mut rx) = start(settings(vec![("mqtt", mqtt(broker.port, MqttVersion::V5, None))]));
+    let (_mtps, mut rx) = start(settings(vec![(
+        "mqtt",
+        mqtt(broker.port, MqttVersion::V5, None),
+    )]));
     up(&mut rx, "mqtt").await;
     ctl.next().await;
-    ctl.publish(AGENT_TOPIC, b"\xff\xff garbage".to_vec(), None).await;
-    ctl.publish(AGENT_TOPIC, support::record(CONTROLLER, AGENT, &vec![0u8; 70 * 1024]), None).await;
+    ctl.publish(AGENT_TOPIC, b"\xff\xff garbage".to_vec(), None)
+        .await;
+    ctl.publish(
+        AGENT_TOPIC,
+        support::record(CONTROLLER, AGENT, &vec![0u8; 70 * 1024]),
+        None,
+    )
+    .await;
     let good = support::record(CONTROLLER, AGENT, b"good");
     ctl.publish(AGENT_TOPIC, good.clone(), None).await;
-    assert_eq!(record(&mut rx).await.bytes, good, "only the valid record is delivered");
+    assert_eq!(
+        record(&mut rx).await.bytes,
+        good,
+        "only the valid record is delivered"
+    );
 }

@@ -35,12 +35,34 @@ struct Ctl {
 impl Ctl {
     async fn connect(port: u16) -> Ctl {
         let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let mut ctl = Ctl { stream, buf: Vec::new() };
-        ctl.write("CONNECT", &[("accept-version", "1.2"), ("host", "/"), ("login", "guest"), ("passcode", "guest"), ("heart-beat", "0,0")], b"")
-            .await;
+        let mut ctl = Ctl {
+            stream,
+            buf: Vec::new(),
+        };
+        ctl.write(
+            "CONNECT",
+            &[
+                ("accept-version", "1.2"),
+                ("host", "/"),
+                ("login", "guest"),
+                ("passcode", "guest"),
+                ("heart-beat", "0,0"),
+            ],
+            b"",
+        )
+        .await;
         assert_eq!(ctl.next().await.command, "CONNECTED");
-        ctl.write("SUBSCRIBE", &[("id", "1"), ("destination", CONTROLLER_DEST), ("ack", "auto"), ("receipt", "r1")], b"")
-            .await;
+        ctl.write(
+            "SUBSCRIBE",
+            &[
+                ("id", "1"),
+                ("destination", CONTROLLER_DEST),
+                ("ack", "auto"),
+                ("receipt", "r1"),
+            ],
+            b"",
+        )
+        .await;
         assert_eq!(ctl.next().await.command, "RECEIPT");
         ctl
     }
@@ -61,7 +83,10 @@ impl Ctl {
     }
 
     async fn send(&mut self, body: &[u8], reply_to: Option<&str>) {
-        let mut headers = vec![("destination", AGENT_DEST), ("content-type", "application/vnd.bbf.usp.msg")];
+        let mut headers = vec![
+            ("destination", AGENT_DEST),
+            ("content-type", "application/vnd.bbf.usp.msg"),
+        ];
         if let Some(r) = reply_to {
             headers.push(("reply-to-dest", r));
         }
@@ -79,7 +104,9 @@ impl Ctl {
         let mut headers = HashMap::new();
         for l in lines {
             if let Some((k, v)) = l.split_once(':') {
-                headers.entry(k.to_string()).or_insert_with(|| v.to_string());
+                headers
+                    .entry(k.to_string())
+                    .or_insert_with(|| v.to_string());
             }
         }
         let start = head_end + 2;
@@ -92,7 +119,11 @@ impl Ctl {
         }
         let body = self.buf[start..start + len].to_vec();
         self.buf.drain(..start + len + 1);
-        Some(StompFrame { command, headers, body })
+        Some(StompFrame {
+            command,
+            headers,
+            body,
+        })
     }
 
     async fn next(&mut self) -> StompFrame {
@@ -144,7 +175,10 @@ fn stomp(port: u16) -> StompConfig {
 }
 
 fn assert_stomp_connect(f: &StompFrame) {
-    assert_eq!(f.headers.get("reply-to-dest").map(String::as_str), Some(AGENT_DEST));
+    assert_eq!(
+        f.headers.get("reply-to-dest").map(String::as_str),
+        Some(AGENT_DEST)
+    );
     assert_eq!(
         f.headers.get("content-type").map(String::as_str),
         Some("application/vnd.bbf.usp.msg")
@@ -166,7 +200,10 @@ async fn up(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::LinkInfo {
 }
 
 async fn down(rx: &mut mpsc::Receiver<MtpEvent>) {
-    support::wait_for(rx, "STOMP down", |e| matches!(e, MtpEvent::Down { .. }).then_some(())).await;
+    support::wait_for(rx, "STOMP down", |e| {
+        matches!(e, MtpEvent::Down { .. }).then_some(())
+    })
+    .await;
 }
 
 async fn record(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::InboundRecord {
@@ -198,6 +235,7 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     // Broker down at start: the MTP reports it and keeps retrying.
     down(&mut rx).await;
     let rabbit = tokio::task::spawn_blocking(move || {
+        let mut rabbit = rabbit;
         rabbit.launch();
         rabbit
     })
@@ -218,8 +256,13 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     assert_eq!(ctl.message().await.body, resp);
 
     // Malformed and oversize bodies are dropped; the connection keeps serving.
-    ctl.send(b"\xff\xfe not a record", Some(CONTROLLER_DEST)).await;
-    ctl.send(&support::record(CONTROLLER, AGENT, &vec![1u8; 66 * 1024]), Some(CONTROLLER_DEST)).await;
+    ctl.send(b"\xff\xfe not a record", Some(CONTROLLER_DEST))
+        .await;
+    ctl.send(
+        &support::record(CONTROLLER, AGENT, &vec![1u8; 66 * 1024]),
+        Some(CONTROLLER_DEST),
+    )
+    .await;
     let good = support::record(CONTROLLER, AGENT, b"good");
     ctl.send(&good, None).await;
     let inbound = record(&mut rx).await;
@@ -228,8 +271,13 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     mtps.send(&inbound.reply, b"r2".to_vec()).await.unwrap();
     assert_eq!(ctl.message().await.body, b"r2");
 
-    let target = ControllerTarget::Stomp { mtp: "stomp".into(), destination: CONTROLLER_DEST.into() };
-    mtps.send_to_controller(&target, b"notify".to_vec()).await.unwrap();
+    let target = ControllerTarget::Stomp {
+        mtp: "stomp".into(),
+        destination: CONTROLLER_DEST.into(),
+    };
+    mtps.send_to_controller(&target, b"notify".to_vec())
+        .await
+        .unwrap();
     assert_eq!(ctl.message().await.body, b"notify");
 
     // Broker killed and restarted: the MTP reconnects and re-sends STOMPConnect.
@@ -242,6 +290,7 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     .unwrap();
     down(&mut rx).await;
     let rabbit = tokio::task::spawn_blocking(move || {
+        let mut rabbit = rabbit;
         rabbit.launch();
         rabbit
     })
@@ -250,13 +299,22 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     up(&mut rx).await;
     let mut ctl = Ctl::connect(port).await;
     assert_stomp_connect(&ctl.message().await);
-    ctl.send(&support::record(CONTROLLER, AGENT, b"again"), Some(CONTROLLER_DEST)).await;
+    ctl.send(
+        &support::record(CONTROLLER, AGENT, b"again"),
+        Some(CONTROLLER_DEST),
+    )
+    .await;
     let inbound = record(&mut rx).await;
     mtps.send(&inbound.reply, b"served".to_vec()).await.unwrap();
     assert_eq!(ctl.message().await.body, b"served");
 
     mtps.shutdown().await;
     let bye = support::decode(&ctl.message().await.body);
-    assert!(matches!(bye.record_type, Some(RecordType::Disconnect(_))), "R-MTP.7");
-    tokio::task::spawn_blocking(move || drop(rabbit)).await.unwrap();
+    assert!(
+        matches!(bye.record_type, Some(RecordType::Disconnect(_))),
+        "R-MTP.7"
+    );
+    tokio::task::spawn_blocking(move || drop(rabbit))
+        .await
+        .unwrap();
 }

@@ -75,7 +75,10 @@ pub async fn wait_for<T>(
 pub fn wait_for_port(port: u16, limit: Duration) {
     let start = Instant::now();
     while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(start.elapsed() < limit, "port {port} did not open within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "port {port} did not open within {limit:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -125,10 +128,9 @@ impl Certs {
 
     /// Writes `<name>.pem` and `<name>.key`.
     pub fn issue(&self, name: &str, hosts: &[&str], endpoint_id: Option<&str>) {
-        let mut params = rcgen::CertificateParams::new(
-            hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-        )
-        .expect("params");
+        let mut params =
+            rcgen::CertificateParams::new(hosts.iter().map(|h| h.to_string()).collect::<Vec<_>>())
+                .expect("params");
         if let Some(eid) = endpoint_id {
             params.subject_alt_names.push(rcgen::SanType::URI(
                 rcgen::string::Ia5String::try_from(format!("urn:bbf:usp:id:{eid}")).expect("uri"),
@@ -207,7 +209,9 @@ impl Mosquitto {
             _dir: dir,
         };
         wait_for_port(port, Duration::from_secs(10));
-        m.child.try_wait().expect("wait").map(|s| panic!("mosquitto exited: {s}"));
+        if let Some(status) = m.child.try_wait().expect("wait") {
+            panic!("mosquitto exited: {status}");
+        }
         m
     }
 
@@ -249,6 +253,8 @@ pub struct Rabbit {
     dir: PathBuf,
     dist_port: u16,
     epmd_port: u16,
+    /// The `rabbitmq-server` script process, reaped after its node is killed.
+    script: Option<Child>,
 }
 
 impl Rabbit {
@@ -283,14 +289,15 @@ impl Rabbit {
             dir,
             dist_port: free_port(),
             epmd_port: free_port(),
+            script: None,
         }
     }
 
     /// Starts the node and blocks until its STOMP port accepts connections (boot takes
     /// several seconds).
-    pub fn launch(&self) {
+    pub fn launch(&mut self) {
         let d = |s: &str| self.dir.join(s);
-        Command::new(binary("rabbitmq-server"))
+        let script = Command::new(binary("rabbitmq-server"))
             .current_dir(&self.dir)
             .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
             .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
@@ -298,7 +305,10 @@ impl Rabbit {
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
             .env("RABBITMQ_FEATURE_FLAGS_FILE", d("feature_flags"))
             .env("RABBITMQ_PLUGINS_EXPAND_DIR", d("expand"))
-            .env("RABBITMQ_NODENAME", format!("usp{}@localhost", self.stomp_port))
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("usp{}@localhost", self.stomp_port),
+            )
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
             .env("ERL_EPMD_PORT", self.epmd_port.to_string())
@@ -309,6 +319,7 @@ impl Rabbit {
             .stderr(Stdio::null())
             .spawn()
             .expect("start rabbitmq-server");
+        self.script = Some(script);
         wait_for_port(self.stomp_port, Duration::from_secs(120));
     }
 
@@ -330,11 +341,18 @@ impl Rabbit {
 
     pub fn kill(&mut self) {
         for pid in self.pids() {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
         }
         let start = Instant::now();
         while !self.pids().is_empty() && start.elapsed() < Duration::from_secs(10) {
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(mut script) = self.script.take() {
+            let _ = script.kill();
+            let _ = script.wait();
         }
     }
 }

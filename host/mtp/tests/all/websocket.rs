@@ -6,12 +6,12 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use usp_codec::usp_proto::usp_record::record::RecordType;
 use usp_mtp::{
@@ -53,10 +53,16 @@ async fn server(tls: Option<TlsConfig>) -> (Mtps, mpsc::Receiver<MtpEvent>, Stri
 }
 
 async fn connect(addr: &str, eid: &str) -> Ws {
-    let mut req = format!("ws://{addr}/usp?eid={eid}").into_client_request().unwrap();
-    req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
+    let mut req = format!("ws://{addr}/usp?eid={eid}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
     let (ws, resp) = tokio_tungstenite::connect_async(req).await.unwrap();
-    assert_eq!(resp.headers().get("sec-websocket-protocol").unwrap(), "v1.usp");
+    assert_eq!(
+        resp.headers().get("sec-websocket-protocol").unwrap(),
+        "v1.usp"
+    );
     ws
 }
 
@@ -66,7 +72,10 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     loop {
-        let msg = tokio::time::timeout(support::EVENT_TIMEOUT, ws.next()).await.ok()??.ok()?;
+        let msg = tokio::time::timeout(support::EVENT_TIMEOUT, ws.next())
+            .await
+            .ok()??
+            .ok()?;
         match msg {
             Message::Binary(b) => return Some(b.to_vec()),
             Message::Close(_) => return None,
@@ -77,7 +86,10 @@ where
 
 async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
     loop {
-        match tokio::time::timeout(support::EVENT_TIMEOUT, ws.next()).await.ok()?? {
+        match tokio::time::timeout(support::EVENT_TIMEOUT, ws.next())
+            .await
+            .ok()??
+        {
             Ok(Message::Close(frame)) => return frame.map(|f| f.code),
             Ok(_) => {}
             Err(_) => return None,
@@ -87,14 +99,19 @@ async fn close_code(ws: &mut Ws) -> Option<CloseCode> {
 
 fn is_ws_connect(bytes: &[u8], to: &str) -> bool {
     let r = support::decode(bytes);
-    matches!(r.record_type, Some(RecordType::WebsocketConnect(_))) && r.to_id == to && r.from_id == AGENT
+    matches!(r.record_type, Some(RecordType::WebsocketConnect(_)))
+        && r.to_id == to
+        && r.from_id == AGENT
 }
 
 #[tokio::test]
 async fn ws_server_sends_connect_record_answers_and_notifies() {
     let (mtps, mut rx, addr) = server(None).await;
     let mut ws = connect(&addr, CONTROLLER).await;
-    assert!(is_ws_connect(&next_binary(&mut ws).await.unwrap(), CONTROLLER));
+    assert!(is_ws_connect(
+        &next_binary(&mut ws).await.unwrap(),
+        CONTROLLER
+    ));
 
     let req = support::record(CONTROLLER, AGENT, b"get");
     ws.send(Message::Binary(req.clone().into())).await.unwrap();
@@ -109,14 +126,22 @@ async fn ws_server_sends_connect_record_answers_and_notifies() {
     mtps.send(&inbound.reply, resp.clone()).await.unwrap();
     assert_eq!(next_binary(&mut ws).await.unwrap(), resp);
 
-    let target = ControllerTarget::WebSocket { mtp: "ws".into(), endpoint_id: CONTROLLER.into() };
+    let target = ControllerTarget::WebSocket {
+        mtp: "ws".into(),
+        endpoint_id: CONTROLLER.into(),
+    };
     let notify = support::record(AGENT, CONTROLLER, b"notify");
-    mtps.send_to_controller(&target, notify.clone()).await.unwrap();
+    mtps.send_to_controller(&target, notify.clone())
+        .await
+        .unwrap();
     assert_eq!(next_binary(&mut ws).await.unwrap(), notify);
 
     mtps.shutdown().await;
     let bye = next_binary(&mut ws).await.unwrap();
-    assert!(matches!(support::decode(&bye).record_type, Some(RecordType::Disconnect(_))));
+    assert!(matches!(
+        support::decode(&bye).record_type,
+        Some(RecordType::Disconnect(_))
+    ));
 }
 
 #[tokio::test]
@@ -126,8 +151,20 @@ async fn ws_server_reassembles_fragmented_messages_and_pings() {
     next_binary(&mut ws).await.unwrap();
     let req = support::record(CONTROLLER, AGENT, &[5u8; 300]);
     let (a, b) = req.split_at(100);
-    ws.send(Message::Frame(Frame::message(a.to_vec(), OpCode::Data(Data::Binary), false))).await.unwrap();
-    ws.send(Message::Frame(Frame::message(b.to_vec(), OpCode::Data(Data::Continue), true))).await.unwrap();
+    ws.send(Message::Frame(Frame::message(
+        a.to_vec(),
+        OpCode::Data(Data::Binary),
+        false,
+    )))
+    .await
+    .unwrap();
+    ws.send(Message::Frame(Frame::message(
+        b.to_vec(),
+        OpCode::Data(Data::Continue),
+        true,
+    )))
+    .await
+    .unwrap();
     let got = support::wait_for(&mut rx, "record", |e| match e {
         MtpEvent::Record(r) => Some(r.bytes.clone()),
         _ => None,
@@ -157,7 +194,9 @@ async fn ws_text_frame_or_garbage_closes_with_1003() {
 
     let mut ws = connect(&addr, CONTROLLER).await;
     next_binary(&mut ws).await.unwrap();
-    ws.send(Message::Binary(vec![0xff, 0xfe, 0x01].into())).await.unwrap();
+    ws.send(Message::Binary(vec![0xff, 0xfe, 0x01].into()))
+        .await
+        .unwrap();
     assert_eq!(close_code(&mut ws).await, Some(CloseCode::Unsupported));
 }
 
@@ -166,9 +205,15 @@ async fn ws_oversize_record_is_dropped_and_session_survives() {
     let (_mtps, mut rx, addr) = server(None).await;
     let mut ws = connect(&addr, CONTROLLER).await;
     next_binary(&mut ws).await.unwrap();
-    ws.send(Message::Binary(support::record(CONTROLLER, AGENT, &[1u8; 5000]).into())).await.unwrap();
+    ws.send(Message::Binary(
+        support::record(CONTROLLER, AGENT, &[1u8; 5000]).into(),
+    ))
+    .await
+    .unwrap();
     let small = support::record(CONTROLLER, AGENT, b"small");
-    ws.send(Message::Binary(small.clone().into())).await.unwrap();
+    ws.send(Message::Binary(small.clone().into()))
+        .await
+        .unwrap();
     let got = support::wait_for(&mut rx, "record", |e| match e {
         MtpEvent::Record(r) => Some(r.bytes.clone()),
         _ => None,
@@ -180,11 +225,20 @@ async fn ws_oversize_record_is_dropped_and_session_survives() {
 #[tokio::test]
 async fn ws_server_refuses_missing_subprotocol_or_eid() {
     let (_mtps, _rx, addr) = server(None).await;
-    let req = format!("ws://{addr}/usp?eid=x").into_client_request().unwrap();
-    assert!(tokio_tungstenite::connect_async(req).await.is_err(), "no v1.usp offered");
+    let req = format!("ws://{addr}/usp?eid=x")
+        .into_client_request()
+        .unwrap();
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_err(),
+        "no v1.usp offered"
+    );
     let mut req = format!("ws://{addr}/usp").into_client_request().unwrap();
-    req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
-    assert!(tokio_tungstenite::connect_async(req).await.is_err(), "no eid");
+    req.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
+    assert!(
+        tokio_tungstenite::connect_async(req).await.is_err(),
+        "no eid"
+    );
 }
 
 #[tokio::test]
@@ -195,7 +249,10 @@ async fn ws_second_session_from_same_peer_closes_the_first() {
     let mut second = connect(&addr, CONTROLLER).await;
     next_binary(&mut second).await.unwrap();
     let bye = next_binary(&mut first).await.unwrap();
-    assert!(matches!(support::decode(&bye).record_type, Some(RecordType::Disconnect(_))));
+    assert!(matches!(
+        support::decode(&bye).record_type,
+        Some(RecordType::Disconnect(_))
+    ));
     assert_eq!(next_binary(&mut first).await, None);
 }
 
@@ -205,19 +262,34 @@ async fn wss_server_requires_and_reports_client_certificate() {
     certs.issue("controller", &[], Some(CONTROLLER));
     let (_mtps, mut rx, addr) = server(Some(certs.server(true))).await;
     let port = addr.rsplit(':').next().unwrap().to_string();
-    let mut ws = wss_connect(&addr, &port, &certs.client(Some("controller"))).await.unwrap();
-    ws.send(Message::Binary(support::record(CONTROLLER, AGENT, b"x").into())).await.unwrap();
+    let mut ws = wss_connect(&addr, &port, &certs.client(Some("controller")))
+        .await
+        .unwrap();
+    ws.send(Message::Binary(
+        support::record(CONTROLLER, AGENT, b"x").into(),
+    ))
+    .await
+    .unwrap();
     let peer = support::wait_for(&mut rx, "record", |e| match e {
         MtpEvent::Record(r) => Some(r.peer.clone()),
         _ => None,
     })
     .await;
-    let PeerAuth::Endpoint(cert) = peer else { panic!("no peer certificate: {peer:?}") };
+    let PeerAuth::Endpoint(cert) = peer else {
+        panic!("no peer certificate: {peer:?}")
+    };
     assert!(cert.names_endpoint(CONTROLLER));
-    assert!(!cert.names_endpoint("proto::impostor"), "R-SEC.0a: another from_id must not match");
+    assert!(
+        !cert.names_endpoint("proto::impostor"),
+        "R-SEC.0a: another from_id must not match"
+    );
 
     // Without a client certificate the session never opens (R-MTP.1).
-    assert!(wss_connect(&addr, &port, &certs.client(None)).await.is_err());
+    assert!(
+        wss_connect(&addr, &port, &certs.client(None))
+            .await
+            .is_err()
+    );
 }
 
 /// Opens `wss://localhost:<port>/usp?eid=<controller>` with the given TLS settings.
@@ -233,9 +305,14 @@ async fn wss_connect(
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())?;
-    let mut req = format!("wss://localhost:{port}/usp?eid={CONTROLLER}").into_client_request().unwrap();
-    req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
-    let (mut ws, _) = tokio_tungstenite::client_async(req, stream).await.map_err(|e| e.to_string())?;
+    let mut req = format!("wss://localhost:{port}/usp?eid={CONTROLLER}")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
+    let (mut ws, _) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .map_err(|e| e.to_string())?;
     // TLS 1.3 reports a refused client certificate only on the first read.
     match tokio::time::timeout(support::EVENT_TIMEOUT, ws.next()).await {
         Ok(Some(Ok(Message::Binary(b)))) => {
@@ -247,12 +324,23 @@ async fn wss_connect(
 }
 
 /// A controller-side WebSocket server accepting one session; checks `eid` and `v1.usp`.
+#[allow(
+    clippy::result_large_err,
+    reason = "the callback's signature is tungstenite's"
+)]
 async fn accept_agent(listener: &tokio::net::TcpListener) -> WebSocketStream<TcpStream> {
-    let (tcp, _) = tokio::time::timeout(support::EVENT_TIMEOUT, listener.accept()).await.unwrap().unwrap();
+    let (tcp, _) = tokio::time::timeout(support::EVENT_TIMEOUT, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
     tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, mut resp: Response| {
         assert_eq!(req.uri().query(), Some("eid=proto::agent"));
-        assert_eq!(req.headers().get("sec-websocket-protocol").unwrap(), "v1.usp");
-        resp.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
+        assert_eq!(
+            req.headers().get("sec-websocket-protocol").unwrap(),
+            "v1.usp"
+        );
+        resp.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
         Ok(resp)
     })
     .await
@@ -287,18 +375,38 @@ async fn ws_client_connects_sends_connect_record_and_reconnects() {
         tx,
     );
     let mut ws = accept_agent(&listener).await;
-    assert!(is_ws_connect(&next_binary(&mut ws).await.unwrap(), CONTROLLER));
-    support::wait_for(&mut rx, "up", |e| matches!(e, MtpEvent::Up { .. }).then_some(())).await;
-    let target = ControllerTarget::WebSocket { mtp: "to-controller".into(), endpoint_id: CONTROLLER.into() };
+    assert!(is_ws_connect(
+        &next_binary(&mut ws).await.unwrap(),
+        CONTROLLER
+    ));
+    support::wait_for(&mut rx, "up", |e| {
+        matches!(e, MtpEvent::Up { .. }).then_some(())
+    })
+    .await;
+    let target = ControllerTarget::WebSocket {
+        mtp: "to-controller".into(),
+        endpoint_id: CONTROLLER.into(),
+    };
     let notify = support::record(AGENT, CONTROLLER, b"boot");
-    mtps.send_to_controller(&target, notify.clone()).await.unwrap();
+    mtps.send_to_controller(&target, notify.clone())
+        .await
+        .unwrap();
     assert_eq!(next_binary(&mut ws).await.unwrap(), notify);
 
     drop(ws);
-    support::wait_for(&mut rx, "down", |e| matches!(e, MtpEvent::Down { .. }).then_some(())).await;
+    support::wait_for(&mut rx, "down", |e| {
+        matches!(e, MtpEvent::Down { .. }).then_some(())
+    })
+    .await;
     let mut ws = accept_agent(&listener).await;
-    assert!(is_ws_connect(&next_binary(&mut ws).await.unwrap(), CONTROLLER), "Connect record re-sent");
+    assert!(
+        is_ws_connect(&next_binary(&mut ws).await.unwrap(), CONTROLLER),
+        "Connect record re-sent"
+    );
     mtps.shutdown().await;
     let bye = next_binary(&mut ws).await.unwrap();
-    assert!(matches!(support::decode(&bye).record_type, Some(RecordType::Disconnect(_))));
+    assert!(matches!(
+        support::decode(&bye).record_type,
+        Some(RecordType::Disconnect(_))
+    ));
 }
