@@ -4,17 +4,10 @@
 //! (WebSocket close 1003, R-WS.16; UDS Type-2 error; MQTT/STOMP drop).
 
 use prost::Message as _;
-use usp_codec::UspErrorCode;
-use usp_codec::usp_proto::usp_record::{
-    DisconnectRecord, MqttConnectRecord, Record, StompConnectRecord, UdsConnectRecord,
-    WebSocketConnectRecord, mqtt_connect_record::MqttVersion as WireMqttVersion,
-    record::RecordType,
-};
+use usp_codec::usp_proto::usp_record::Record as WireRecord;
+use usp_codec::{MqttProtocol, Record, RecordBody, UspErrorCode};
 
 use crate::config::MqttVersion;
-
-/// The Record `version` written in Connect/Disconnect Records.
-const RECORD_VERSION: &str = "1.4";
 
 /// Which Connect Record an MTP sends once its channel is up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,64 +23,50 @@ pub(crate) enum ConnectKind {
     Uds,
 }
 
-/// The Connect Record from `from_id` to `to_id`.
+/// The Connect Record from `from_id` to `to_id` (R-MTP.6).
 pub(crate) fn connect(kind: &ConnectKind, from_id: &str, to_id: &str) -> Vec<u8> {
-    let record_type = match kind {
-        ConnectKind::WebSocket => RecordType::WebsocketConnect(WebSocketConnectRecord {}),
+    let body = match kind {
+        ConnectKind::WebSocket => RecordBody::WebSocketConnect,
         ConnectKind::Mqtt {
             version,
             subscribed_topic,
-        } => RecordType::MqttConnect(MqttConnectRecord {
+        } => RecordBody::MqttConnect {
             version: match version {
-                MqttVersion::V3_1_1 => WireMqttVersion::V311,
-                MqttVersion::V5 => WireMqttVersion::V5,
-            } as i32,
+                MqttVersion::V3_1_1 => MqttProtocol::V3_1_1,
+                MqttVersion::V5 => MqttProtocol::V5,
+            },
             subscribed_topic: subscribed_topic.clone(),
-        }),
+        },
         ConnectKind::Stomp {
             subscribed_destination,
-        } => RecordType::StompConnect(StompConnectRecord {
-            version: 0,
+        } => RecordBody::StompConnect {
             subscribed_destination: subscribed_destination.clone(),
-        }),
-        ConnectKind::Uds => RecordType::UdsConnect(UdsConnectRecord {}),
+        },
+        ConnectKind::Uds => RecordBody::UdsConnect,
     };
-    record(from_id, to_id, record_type)
+    Record::new(from_id, to_id, body).encode()
 }
 
 /// The Disconnect Record sent before an MTP is dropped on purpose (R-MTP.7): the agent ends
 /// every session context with the peer, hence 7105 (R-MTP.9).
 pub(crate) fn disconnect(from_id: &str, to_id: &str, reason: &str) -> Vec<u8> {
-    record(
-        from_id,
-        to_id,
-        RecordType::Disconnect(DisconnectRecord {
-            reason: reason.to_string(),
-            reason_code: UspErrorCode::SessionContextTerminated.code(),
-        }),
-    )
-}
-
-fn record(from_id: &str, to_id: &str, record_type: RecordType) -> Vec<u8> {
-    Record {
-        version: RECORD_VERSION.to_string(),
-        to_id: to_id.to_string(),
-        from_id: from_id.to_string(),
-        record_type: Some(record_type),
-        ..Record::default()
-    }
-    .encode_to_vec()
+    let body = RecordBody::Disconnect {
+        reason: reason.to_string(),
+        reason_code: UspErrorCode::SessionContextTerminated.code(),
+    };
+    Record::new(from_id, to_id, body).encode()
 }
 
 /// The `from_id` of a Record, used to pick a controller's configured topic when a request names
 /// no reply-to.
 pub(crate) fn from_id(bytes: &[u8]) -> Option<String> {
-    Record::decode(bytes).ok().map(|r| r.from_id)
+    WireRecord::decode(bytes).ok().map(|r| r.from_id)
 }
 
 /// Whether `bytes` decode as a Record with a record type; anything else is "unextractable".
+/// Records with bad field values still go to the agent, which may owe an Error (R-MTP.5).
 pub(crate) fn is_extractable(bytes: &[u8]) -> bool {
-    Record::decode(bytes).is_ok_and(|r| r.record_type.is_some())
+    WireRecord::decode(bytes).is_ok_and(|r| r.record_type.is_some())
 }
 
 #[cfg(test)]
@@ -109,20 +88,32 @@ mod tests {
             (r.from_id.as_str(), r.to_id.as_str()),
             ("proto::a", "proto::c")
         );
-        let Some(RecordType::MqttConnect(m)) = r.record_type else {
-            panic!("not MQTTConnect")
-        };
-        assert_eq!(m.version, WireMqttVersion::V311 as i32);
-        assert_eq!(m.subscribed_topic, "usp/agent");
+        assert_eq!(
+            r.body,
+            RecordBody::MqttConnect {
+                version: MqttProtocol::V3_1_1,
+                subscribed_topic: "usp/agent".into()
+            }
+        );
     }
 
     #[test]
     fn disconnect_uses_a_71xx_code() {
-        let r = Record::decode(disconnect("a", "b", "bye").as_slice()).unwrap();
-        let Some(RecordType::Disconnect(d)) = r.record_type else {
-            panic!("not Disconnect")
-        };
-        assert_eq!(d.reason_code, 7105);
+        let r = Record::decode(&disconnect("a", "b", "bye")).unwrap();
+        assert_eq!(
+            r.body,
+            RecordBody::Disconnect {
+                reason: "bye".into(),
+                reason_code: 7105
+            }
+        );
+    }
+
+    #[test]
+    fn records_with_bad_fields_still_reach_the_agent() {
+        let no_payload = Record::new("a", "b", RecordBody::Msg(Vec::new())).encode();
+        assert!(Record::decode(&no_payload).is_err());
+        assert!(is_extractable(&no_payload));
     }
 
     #[test]

@@ -10,14 +10,15 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use usp_codec::usp_proto::usp_record::record::RecordType;
 use usp_mtp::{
-    ControllerTarget, MtpConfig, MtpEvent, MtpSettings, Mtps, StompConfig, StompController,
-    TransportConfig,
+    ControllerTarget, MtpConfig, MtpEvent, MtpSettings, Mtps, PeerAuth, StompConfig,
+    StompController, TransportConfig,
 };
 
 use crate::support::{self, AGENT, CONTROLLER, Rabbit};
 
 const AGENT_DEST: &str = "/queue/usp-agent";
 const CONTROLLER_DEST: &str = "/queue/usp-controller";
+const AGENT_TLS_DEST: &str = "/queue/usp-agent-tls";
 
 #[derive(Debug)]
 struct StompFrame {
@@ -191,17 +192,27 @@ fn assert_stomp_connect(f: &StompFrame) {
     assert_eq!((r.from_id.as_str(), r.to_id.as_str()), (AGENT, CONTROLLER));
 }
 
-async fn up(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::LinkInfo {
-    support::wait_for(rx, "STOMP up", |e| match e {
-        MtpEvent::Up { info, .. } => Some(info.clone()),
-        _ => None,
-    })
-    .await
+/// Waits until both MTPs are up; returns the plain one's link info.
+async fn up_all(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::LinkInfo {
+    let mut plain = None;
+    let mut tls = false;
+    while plain.is_none() || !tls {
+        let (name, info) = support::wait_for(rx, "STOMP up", |e| match e {
+            MtpEvent::Up { mtp, info } => Some((mtp.clone(), info.clone())),
+            _ => None,
+        })
+        .await;
+        match name.as_str() {
+            "stomp" => plain = Some(info),
+            _ => tls = true,
+        }
+    }
+    plain.unwrap()
 }
 
-async fn down(rx: &mut mpsc::Receiver<MtpEvent>) {
+async fn down(rx: &mut mpsc::Receiver<MtpEvent>, name: &str) {
     support::wait_for(rx, "STOMP down", |e| {
-        matches!(e, MtpEvent::Down { .. }).then_some(())
+        matches!(e, MtpEvent::Down { mtp, .. } if mtp == name).then_some(())
     })
     .await;
 }
@@ -217,23 +228,35 @@ async fn record(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::InboundRecord {
 #[tokio::test]
 async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     support::init_tracing();
-    let rabbit = Rabbit::prepare();
+    let certs = support::Certs::new();
+    let rabbit = Rabbit::prepare(Some(&certs));
     let port = rabbit.stomp_port;
+    let mut over_tls = stomp(rabbit.stomp_tls_port.unwrap());
+    over_tls.tls = Some(certs.client(None));
+    over_tls.destination = Some(AGENT_TLS_DEST.into());
+    over_tls.controllers.clear();
     let (tx, mut rx) = mpsc::channel(256);
     let mtps = Mtps::start(
         MtpSettings {
             endpoint_id: AGENT.into(),
             max_record_size: 64 * 1024,
-            mtps: vec![MtpConfig {
-                name: "stomp".into(),
-                enable: true,
-                transport: TransportConfig::Stomp(stomp(port)),
-            }],
+            mtps: vec![
+                MtpConfig {
+                    name: "stomp".into(),
+                    enable: true,
+                    transport: TransportConfig::Stomp(stomp(port)),
+                },
+                MtpConfig {
+                    name: "stomp-tls".into(),
+                    enable: true,
+                    transport: TransportConfig::Stomp(over_tls),
+                },
+            ],
         },
         tx,
     );
     // Broker down at start: the MTP reports it and keeps retrying.
-    down(&mut rx).await;
+    down(&mut rx, "stomp").await;
     let rabbit = tokio::task::spawn_blocking(move || {
         let mut rabbit = rabbit;
         rabbit.launch();
@@ -241,7 +264,7 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     })
     .await
     .unwrap();
-    let info = up(&mut rx).await;
+    let info = up_all(&mut rx).await;
     assert_eq!(info.reply_to.as_deref(), Some(AGENT_DEST));
 
     let mut ctl = Ctl::connect(port).await;
@@ -254,6 +277,25 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     let resp = support::record(AGENT, CONTROLLER, b"resp");
     mtps.send(&inbound.reply, resp.clone()).await.unwrap();
     assert_eq!(ctl.message().await.body, resp);
+
+    // The same over TLS; the broker's certificate comes with the Record.
+    ctl.write(
+        "SEND",
+        &[
+            ("destination", AGENT_TLS_DEST),
+            ("reply-to-dest", CONTROLLER_DEST),
+        ],
+        &req,
+    )
+    .await;
+    let inbound = record(&mut rx).await;
+    assert_eq!(inbound.reply.mtp(), "stomp-tls");
+    let PeerAuth::Broker(cert) = &inbound.peer else {
+        panic!("no broker certificate: {:?}", inbound.peer)
+    };
+    assert!(cert.identities.iter().any(|i| i == "localhost"));
+    mtps.send(&inbound.reply, b"tls".to_vec()).await.unwrap();
+    assert_eq!(ctl.message().await.body, b"tls");
 
     // Malformed and oversize bodies are dropped; the connection keeps serving.
     ctl.send(b"\xff\xfe not a record", Some(CONTROLLER_DEST))
@@ -288,7 +330,7 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     })
     .await
     .unwrap();
-    down(&mut rx).await;
+    down(&mut rx, "stomp").await;
     let rabbit = tokio::task::spawn_blocking(move || {
         let mut rabbit = rabbit;
         rabbit.launch();
@@ -296,7 +338,7 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     })
     .await
     .unwrap();
-    up(&mut rx).await;
+    up_all(&mut rx).await;
     let mut ctl = Ctl::connect(port).await;
     assert_stomp_connect(&ctl.message().await);
     ctl.send(

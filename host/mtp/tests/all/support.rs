@@ -250,6 +250,8 @@ impl Drop for Mosquitto {
 /// killed by PID on drop.
 pub struct Rabbit {
     pub stomp_port: u16,
+    /// The STOMP-over-TLS port, when prepared with certificates.
+    pub stomp_tls_port: Option<u16>,
     dir: PathBuf,
     dist_port: u16,
     epmd_port: u16,
@@ -258,8 +260,9 @@ pub struct Rabbit {
 }
 
 impl Rabbit {
-    /// Chooses ports and writes the configuration; [`Rabbit::launch`] starts the node.
-    pub fn prepare() -> Rabbit {
+    /// Chooses ports and writes the configuration; [`Rabbit::launch`] starts the node. With
+    /// `certs` a second STOMP listener speaks TLS with the server certificate.
+    pub fn prepare(certs: Option<&Certs>) -> Rabbit {
         let dir = tempfile::Builder::new()
             .prefix("usp-rabbit")
             .tempdir()
@@ -270,14 +273,25 @@ impl Rabbit {
             std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
         }
         std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_stomp].\n").expect("plugins");
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp.default = 127.0.0.1:{}\nstomp.listeners.tcp.1 = 127.0.0.1:{stomp_port}\nloopback_users = none\n",
-                free_port()
-            ),
-        )
-        .expect("conf");
+        let mut conf = format!(
+            "listeners.tcp.default = 127.0.0.1:{}\nstomp.listeners.tcp.1 = 127.0.0.1:{stomp_port}\nloopback_users = none\n",
+            free_port()
+        );
+        let stomp_tls_port = certs.map(|c| {
+            let port = free_port();
+            // Copied in so the broker's own user can read them.
+            for f in ["ca.pem", "server.pem", "server.key"] {
+                std::fs::copy(c.path(f), dir.join(f)).expect("copy certificate");
+            }
+            conf.push_str(&format!(
+                "stomp.listeners.ssl.1 = 127.0.0.1:{port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
+                dir.join("ca.pem").display(),
+                dir.join("server.pem").display(),
+                dir.join("server.key").display()
+            ));
+            port
+        });
+        std::fs::write(dir.join("rabbitmq.conf"), conf).expect("conf");
         let status = Command::new("chown")
             .args(["-R", "rabbitmq:rabbitmq"])
             .arg(&dir)
@@ -286,6 +300,7 @@ impl Rabbit {
         assert!(status.success(), "chown of the RabbitMQ directory failed");
         Rabbit {
             stomp_port,
+            stomp_tls_port,
             dir,
             dist_port: free_port(),
             epmd_port: free_port(),
@@ -321,6 +336,9 @@ impl Rabbit {
             .expect("start rabbitmq-server");
         self.script = Some(script);
         wait_for_port(self.stomp_port, Duration::from_secs(120));
+        if let Some(port) = self.stomp_tls_port {
+            wait_for_port(port, Duration::from_secs(30));
+        }
     }
 
     /// PIDs of every process started for this node.

@@ -410,3 +410,119 @@ async fn ws_client_connects_sends_connect_record_and_reconnects() {
         Some(RecordType::Disconnect(_))
     ));
 }
+
+#[tokio::test]
+async fn wss_client_verifies_the_controller_and_reports_its_certificate() {
+    support::init_tracing();
+    let certs = support::Certs::new();
+    certs.issue("ctrl-server", &["localhost"], Some(CONTROLLER));
+    let server_tls = TlsConfig {
+        ca_file: None,
+        cert_file: Some(certs.path("ctrl-server.pem")),
+        key_file: Some(certs.path("ctrl-server.key")),
+        server_name: None,
+    };
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(usp_mtp::tls::server_config(&server_tls).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut rx) = mpsc::channel(64);
+    let mtps = Mtps::start(
+        MtpSettings {
+            endpoint_id: AGENT.into(),
+            max_record_size: 4096,
+            mtps: vec![MtpConfig {
+                name: "wss".into(),
+                enable: true,
+                transport: TransportConfig::WebSocketClient(WsClientConfig {
+                    host: "127.0.0.1".into(),
+                    port,
+                    path: "/usp".into(),
+                    tls: Some(certs.client(None)),
+                    controller_endpoint_id: CONTROLLER.into(),
+                    keep_alive_secs: 60,
+                    session_retry_minimum_wait_interval: 1,
+                    session_retry_interval_multiplier: 1000,
+                }),
+            }],
+        },
+        tx,
+    );
+    let (tcp, _) = tokio::time::timeout(support::EVENT_TIMEOUT, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let tls = acceptor.accept(tcp).await.unwrap();
+    let mut ws = tokio_tungstenite::accept_hdr_async(tls, |_: &Request, mut resp: Response| {
+        resp.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
+        Ok(resp)
+    })
+    .await
+    .unwrap();
+    assert!(is_ws_connect(
+        &next_binary(&mut ws).await.unwrap(),
+        CONTROLLER
+    ));
+    ws.send(Message::Binary(
+        support::record(CONTROLLER, AGENT, b"req").into(),
+    ))
+    .await
+    .unwrap();
+    let inbound = support::wait_for(&mut rx, "record", |e| match e {
+        MtpEvent::Record(r) => Some(r.clone()),
+        _ => None,
+    })
+    .await;
+    let PeerAuth::Endpoint(cert) = &inbound.peer else {
+        panic!("no controller certificate: {:?}", inbound.peer)
+    };
+    assert!(cert.names_endpoint(CONTROLLER));
+    mtps.send(&inbound.reply, b"resp".to_vec()).await.unwrap();
+    assert_eq!(next_binary(&mut ws).await.unwrap(), b"resp");
+}
+
+#[tokio::test]
+async fn wss_client_refuses_an_untrusted_controller() {
+    support::init_tracing();
+    let trusted = support::Certs::new();
+    let other = support::Certs::new();
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(usp_mtp::tls::server_config(&other.server(false)).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut rx) = mpsc::channel(64);
+    let _mtps = Mtps::start(
+        MtpSettings {
+            endpoint_id: AGENT.into(),
+            max_record_size: 4096,
+            mtps: vec![MtpConfig {
+                name: "wss".into(),
+                enable: true,
+                transport: TransportConfig::WebSocketClient(WsClientConfig {
+                    host: "127.0.0.1".into(),
+                    port,
+                    path: "/usp".into(),
+                    tls: Some(trusted.client(None)),
+                    controller_endpoint_id: CONTROLLER.into(),
+                    keep_alive_secs: 60,
+                    session_retry_minimum_wait_interval: 1,
+                    session_retry_interval_multiplier: 1000,
+                }),
+            }],
+        },
+        tx,
+    );
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.is_err()
+    });
+    let reason = support::wait_for(&mut rx, "down", |e| match e {
+        MtpEvent::Down { reason, .. } => Some(reason.clone()),
+        MtpEvent::Up { .. } => panic!("session with an untrusted controller"),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("TLS"), "{reason}");
+    assert!(server.await.unwrap(), "the server saw the handshake fail");
+}
