@@ -8,7 +8,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
@@ -453,13 +453,9 @@ async fn wss_client_verifies_the_controller_and_reports_its_certificate() {
         .unwrap()
         .unwrap();
     let tls = acceptor.accept(tcp).await.unwrap();
-    let mut ws = tokio_tungstenite::accept_hdr_async(tls, |_: &Request, mut resp: Response| {
-        resp.headers_mut()
-            .insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
-        Ok(resp)
-    })
-    .await
-    .unwrap();
+    let mut ws = tokio_tungstenite::accept_hdr_async(tls, accept_usp)
+        .await
+        .unwrap();
     assert!(is_ws_connect(
         &next_binary(&mut ws).await.unwrap(),
         CONTROLLER
@@ -525,4 +521,15 @@ async fn wss_client_refuses_an_untrusted_controller() {
     .await;
     assert!(reason.contains("TLS"), "{reason}");
     assert!(server.await.unwrap(), "the server saw the handshake fail");
+}
+
+/// A controller's handshake callback: accepts and echoes `v1.usp`.
+#[allow(
+    clippy::result_large_err,
+    reason = "the callback's signature is tungstenite's"
+)]
+fn accept_usp(_: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    resp.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
+    Ok(resp)
 }
