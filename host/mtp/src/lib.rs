@@ -7,6 +7,37 @@
 //! [`Mtps::send`], notifies with [`Mtps::send_to_controller`], reconfigures with
 //! [`Mtps::update`] and stops with [`Mtps::shutdown`].
 //!
+//! ```no_run
+//! use tokio::sync::mpsc;
+//! use usp_mtp::{ControllerTarget, MtpEvent, MtpSettings, Mtps};
+//!
+//! # async fn handle(bytes: &[u8]) -> Option<Vec<u8>> { None }
+//! # async fn example(text: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let settings: MtpSettings = toml::from_str(text)?;
+//! let (events_tx, mut events) = mpsc::channel(256);
+//! let mtps = Mtps::start(settings, events_tx);
+//! let target = ControllerTarget::Mqtt { mtp: "mqtt".into(), topic: "usp/controller".into() };
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         MtpEvent::Record(record) => {
+//!             // R-SEC.0a: with `record.peer` = PeerAuth::Endpoint(cert), the Record's
+//!             // from_id must satisfy cert.names_endpoint(from_id).
+//!             if let Some(response) = handle(&record.bytes).await {
+//!                 mtps.send(&record.reply, response).await?;
+//!             }
+//!         }
+//!         MtpEvent::Up { mtp, info } if mtp == "mqtt" => {
+//!             mtps.send_to_controller(&target, b"boot notification".to_vec()).await?;
+//!             let _ = info.client_id;
+//!         }
+//!         _ => {}
+//!     }
+//! }
+//! mtps.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Layout:
 //! - [`mtps`]: the handle: starts, routes to, reconfigures and stops the transport tasks.
 //! - [`config`]: serde settings per MTP, named after their TR-181 parameters.

@@ -50,7 +50,18 @@ struct Registry {
     running: HashMap<String, Running>,
 }
 
-/// Handle to every MTP of the agent. Cheap to clone; all clones drive the same tasks.
+impl Drop for Registry {
+    /// Dropping the last [`Mtps`] handle stops every task; each still sends its Disconnect
+    /// Records, but nobody waits for them (use [`Mtps::shutdown`] for that).
+    fn drop(&mut self) {
+        for r in self.running.values() {
+            r.stop.cancel();
+        }
+    }
+}
+
+/// Handle to every MTP of the agent. Cheap to clone; all clones drive the same tasks, and
+/// dropping the last clone stops them.
 ///
 /// Records arrive as [`MtpEvent::Record`] on the channel given to [`Mtps::start`]; answer them
 /// with [`Mtps::send`] and the record's [`ReplyPath`].
@@ -207,5 +218,89 @@ async fn stop_all(running: Vec<Running>) {
                 abort.abort();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{UdsConfig, UdsMode};
+
+    fn uds(name: &str, enable: bool, dir: &std::path::Path) -> MtpConfig {
+        MtpConfig {
+            name: name.into(),
+            enable,
+            transport: TransportConfig::Uds(UdsConfig {
+                path: dir.join(format!("{name}.sock")),
+                mode: UdsMode::Listen,
+            }),
+        }
+    }
+
+    fn settings(mtps: Vec<MtpConfig>) -> MtpSettings {
+        MtpSettings {
+            endpoint_id: "proto::agent".into(),
+            max_record_size: 1024,
+            mtps,
+        }
+    }
+
+    #[tokio::test]
+    async fn disabled_mtps_do_not_run_and_unknown_names_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::channel(8);
+        let mtps = Mtps::start(
+            settings(vec![
+                uds("on", true, dir.path()),
+                uds("off", false, dir.path()),
+            ]),
+            tx,
+        );
+        assert_eq!(mtps.running().await, vec!["on"]);
+        let target = ControllerTarget::Uds {
+            mtp: "off".into(),
+            endpoint_id: "proto::c".into(),
+        };
+        assert_eq!(
+            mtps.send_to_controller(&target, vec![1]).await,
+            Err(SendError::UnknownMtp("off".into()))
+        );
+        mtps.shutdown().await;
+        assert!(mtps.running().await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn update_starts_new_stops_removed_and_keeps_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = mpsc::channel(64);
+        let mtps = Mtps::start(settings(vec![uds("a", true, dir.path())]), tx);
+        mtps.update(settings(vec![
+            uds("a", true, dir.path()),
+            uds("b", true, dir.path()),
+        ]))
+        .await;
+        assert_eq!(mtps.running().await, vec!["a", "b"]);
+        mtps.update(settings(vec![uds("b", true, dir.path())]))
+            .await;
+        assert_eq!(mtps.running().await, vec!["b"]);
+        mtps.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_last_handle_stops_the_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let mtps = Mtps::start(settings(vec![uds("a", true, dir.path())]), tx);
+        assert!(matches!(rx.recv().await, Some(MtpEvent::Up { .. })));
+        drop(mtps);
+        // Every task owned a sender; the channel closes once all of them have ended.
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            while rx.recv().await.is_some() {}
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "tasks still running after the handle was dropped"
+        );
     }
 }
