@@ -40,6 +40,11 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Headroom over `max_record_size` for the PUBLISH header and properties.
 const PACKET_OVERHEAD: usize = 4096;
 
+/// 3.1.1 has no Maximum Packet Size to tell the broker: packets up to this multiple of the
+/// record limit are read and dropped with a log line; bigger ones fail the connection rather
+/// than being buffered.
+const V311_HARD_LIMIT_FACTOR: usize = 4;
+
 /// R-MQTT.27/27a: the content types a USP Record may carry.
 const CONTENT_TYPES: [&str; 2] = ["usp.msg", "application/vnd.bbf.usp.msg"];
 
@@ -100,9 +105,13 @@ fn connect(cfg: &MqttConfig, ctx: &Ctx, client_id: &str) -> Result<(Client, Loop
                 client_id
             };
             let mut opts = rumqttc::MqttOptions::new(id, &cfg.broker_address, cfg.broker_port);
+            let hard = ctx
+                .max_record_size
+                .saturating_mul(V311_HARD_LIMIT_FACTOR)
+                .saturating_add(PACKET_OVERHEAD);
             opts.set_keep_alive(keep_alive)
                 .set_clean_session(true)
-                .set_max_packet_size(max_packet, max_packet)
+                .set_max_packet_size(hard, max_packet)
                 .set_request_channel_capacity(REQUEST_CAPACITY)
                 .set_transport(transport);
             if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {

@@ -87,6 +87,14 @@ impl Ctl5 {
         }
     }
 
+    /// A PUBLISH with no properties at all, as some controllers send.
+    async fn publish_bare(&self, topic: &str, payload: Vec<u8>) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, Bytes::from(payload))
+            .await
+            .unwrap();
+    }
+
     async fn publish(&self, topic: &str, payload: Vec<u8>, response_topic: Option<&str>) {
         let props = PublishProperties {
             response_topic: response_topic.map(str::to_string),
@@ -407,26 +415,48 @@ async fn update_moves_the_client_to_a_new_broker() {
 #[tokio::test]
 async fn mqtt_malformed_and_oversize_payloads_are_dropped() {
     let broker = Mosquitto::start(None);
-    let mut ctl = Ctl5::connect(broker.port, "ctl-m", &[CONTROLLER_TOPIC]).await;
-    let (_mtps, mut rx) = start(settings(vec![(
-        "mqtt",
-        mqtt(broker.port, MqttVersion::V5, None),
-    )]));
-    up(&mut rx, "mqtt").await;
-    ctl.next().await;
-    ctl.publish(AGENT_TOPIC, b"\xff\xff garbage".to_vec(), None)
+    for version in [MqttVersion::V5, MqttVersion::V3_1_1] {
+        let mut ctl = Ctl5::connect(broker.port, "ctl-m", &["usp/controller/#"]).await;
+        let (mtps, mut rx) = start(settings(vec![("mqtt", mqtt(broker.port, version, None))]));
+        up(&mut rx, "mqtt").await;
+        ctl.next().await;
+        // No Content Type, no Response Topic: still taken as a Record.
+        ctl.publish_bare(AGENT_TOPIC, b"\xff\xff garbage".to_vec())
+            .await;
+        ctl.publish_bare(
+            AGENT_TOPIC,
+            support::record(CONTROLLER, AGENT, &vec![0u8; 70 * 1024]),
+        )
         .await;
-    ctl.publish(
-        AGENT_TOPIC,
-        support::record(CONTROLLER, AGENT, &vec![0u8; 70 * 1024]),
-        None,
-    )
+        let good = support::record(CONTROLLER, AGENT, b"good");
+        ctl.publish_bare(AGENT_TOPIC, good.clone()).await;
+        let got = support::wait_for(&mut rx, "record", |e| match e {
+            MtpEvent::Record(r) => Some(r.bytes.clone()),
+            MtpEvent::Down { reason, .. } => panic!("{version:?}: connection lost: {reason}"),
+            _ => None,
+        })
+        .await;
+        assert_eq!(got, good, "{version:?}: only the valid record is delivered");
+        mtps.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn mqtt_username_and_password_are_sent() {
+    let broker = Mosquitto::start_with_login("agent", "s3cret");
+    let mut good = mqtt(broker.port, MqttVersion::V5, None);
+    good.username = Some("agent".into());
+    good.password = Some("s3cret".into());
+    let mut bad = mqtt(broker.port, MqttVersion::V3_1_1, None);
+    bad.username = Some("agent".into());
+    bad.password = Some("wrong".into());
+    let (_mtps, mut rx) = start(settings(vec![("good", good), ("bad", bad)]));
+    up(&mut rx, "good").await;
+    let reason = support::wait_for(&mut rx, "refusal", |e| match e {
+        MtpEvent::Down { mtp, reason } if mtp == "bad" => Some(reason.clone()),
+        MtpEvent::Up { mtp, .. } if mtp == "bad" => panic!("wrong password accepted"),
+        _ => None,
+    })
     .await;
-    let good = support::record(CONTROLLER, AGENT, b"good");
-    ctl.publish(AGENT_TOPIC, good.clone(), None).await;
-    assert_eq!(
-        record(&mut rx).await.bytes,
-        good,
-        "only the valid record is delivered"
-    );
+    assert!(reason.contains("refused"), "{reason}");
 }

@@ -186,11 +186,35 @@ impl Mosquitto {
     }
 
     pub fn start_on(port: u16, certs: Option<&Certs>) -> Mosquitto {
+        Self::launch(port, certs, None)
+    }
+
+    /// Starts a broker that admits only `user` with `password`.
+    pub fn start_with_login(user: &str, password: &str) -> Mosquitto {
+        Self::launch(free_port(), None, Some((user, password)))
+    }
+
+    fn launch(port: u16, certs: Option<&Certs>, login: Option<(&str, &str)>) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).expect("conf");
         writeln!(f, "listener {port} 127.0.0.1").expect("conf");
-        writeln!(f, "allow_anonymous true\npersistence false\nuser root").expect("conf");
+        writeln!(f, "persistence false\nuser root").expect("conf");
+        match login {
+            None => writeln!(f, "allow_anonymous true").expect("conf"),
+            Some((user, password)) => {
+                let file = dir.path().join("passwords");
+                let status = Command::new(binary("mosquitto_passwd"))
+                    .args(["-b", "-c"])
+                    .arg(&file)
+                    .args([user, password])
+                    .status()
+                    .expect("mosquitto_passwd");
+                assert!(status.success(), "mosquitto_passwd failed");
+                writeln!(f, "allow_anonymous false\npassword_file {}", file.display())
+                    .expect("conf");
+            }
+        }
         if let Some(c) = certs {
             writeln!(
                 f,
