@@ -56,6 +56,17 @@ pub(crate) fn offers_usp(header: Option<&str>) -> bool {
     header.is_some_and(|h| h.split(',').any(|p| p.trim() == SUBPROTOCOL))
 }
 
+/// The `Sec-WebSocket-Extensions` answer to a client that offered `bbf-usp-protocol`: the
+/// server names its own Endpoint ID (TP-469 7.11); `None` when the client did not offer it.
+pub(crate) fn extension_answer(offered: Option<&str>, own_id: &str) -> Option<String> {
+    offered
+        .is_some_and(|h| {
+            h.split(',')
+                .any(|ext| ext.split(';').next().map(str::trim) == Some("bbf-usp-protocol"))
+        })
+        .then(|| format!("bbf-usp-protocol; eid=\"{own_id}\""))
+}
+
 /// The server's check of a request: right path, `v1.usp` offered, an `eid`. Returns the
 /// client's Endpoint ID.
 pub(crate) fn check_request(
@@ -131,6 +142,22 @@ mod tests {
             check_request("/usp", "/usp", Some("x=1&eid="), Some("v1.usp")),
             Err(HandshakeError::NoEndpointId)
         );
+    }
+
+    #[test]
+    fn extension_is_answered_only_when_offered() {
+        assert_eq!(
+            extension_answer(
+                Some("permessage-deflate, bbf-usp-protocol; eid=\"c\""),
+                "proto::a"
+            ),
+            Some("bbf-usp-protocol; eid=\"proto::a\"".to_string())
+        );
+        assert_eq!(
+            extension_answer(Some("permessage-deflate"), "proto::a"),
+            None
+        );
+        assert_eq!(extension_answer(None, "proto::a"), None);
     }
 
     #[test]

@@ -216,6 +216,16 @@ async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
                     "sec-websocket-protocol",
                     HeaderValue::from_static(SUBPROTOCOL),
                 );
+                let offered = req
+                    .headers()
+                    .get("sec-websocket-extensions")
+                    .and_then(|v| v.to_str().ok());
+                if let Some(answer) = handshake::extension_answer(offered, &ctx.endpoint_id)
+                    .and_then(|a| HeaderValue::from_str(&a).ok())
+                {
+                    resp.headers_mut()
+                        .insert("sec-websocket-extensions", answer);
+                }
                 Ok(resp)
             }
             Err(err) => {

@@ -533,3 +533,33 @@ fn accept_usp(_: &Request, mut resp: Response) -> Result<Response, ErrorResponse
         .insert("sec-websocket-protocol", HeaderValue::from_static("v1.usp"));
     Ok(resp)
 }
+
+#[tokio::test]
+async fn ws_server_answers_the_bbf_usp_protocol_extension() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_mtps, _rx, addr) = server(None).await;
+    let mut tcp = TcpStream::connect(&addr).await.unwrap();
+    let request = format!(
+        "GET /usp?eid={CONTROLLER} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v1.usp\r\n\
+         Sec-WebSocket-Extensions: bbf-usp-protocol; eid=\"{CONTROLLER}\"\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(support::EVENT_TIMEOUT, tcp.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1, "connection closed during the handshake");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("sec-websocket-extensions: bbf-usp-protocol; eid=\"proto::agent\""),
+        "{head}"
+    );
+}
