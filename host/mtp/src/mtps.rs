@@ -129,6 +129,21 @@ impl Mtps {
         }
     }
 
+    /// Drops and re-establishes one MTP with its current settings (Disconnect Records first):
+    /// `Device.MQTT.Client.{i}.ForceReconnect()`, `Controller.{i}.MTP.{j}.WebSocket.Reset()`.
+    pub async fn reconnect(&self, mtp: &str) -> Result<(), SendError> {
+        let mut registry = self.registry.lock().await;
+        let old = registry
+            .running
+            .remove(mtp)
+            .ok_or_else(|| SendError::UnknownMtp(mtp.to_string()))?;
+        let config = old.config.clone();
+        stop_all(vec![old]).await;
+        let running = spawn(&registry, config, self.events.clone());
+        registry.running.insert(mtp.to_string(), running);
+        Ok(())
+    }
+
     /// Queues `bytes` (a response Record) on the path its request came in on.
     pub async fn send(&self, reply: &ReplyPath, bytes: Vec<u8>) -> Result<(), SendError> {
         self.queue(&reply.mtp, reply.dest.clone(), bytes).await
@@ -283,6 +298,21 @@ mod tests {
         mtps.update(settings(vec![uds("b", true, dir.path())]))
             .await;
         assert_eq!(mtps.running().await, vec!["b"]);
+        mtps.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn reconnect_restarts_one_mtp() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let mtps = Mtps::start(settings(vec![uds("a", true, dir.path())]), tx);
+        assert!(matches!(rx.recv().await, Some(MtpEvent::Up { .. })));
+        mtps.reconnect("a").await.unwrap();
+        assert!(matches!(rx.recv().await, Some(MtpEvent::Up { .. })));
+        assert_eq!(
+            mtps.reconnect("zz").await,
+            Err(SendError::UnknownMtp("zz".into()))
+        );
         mtps.shutdown().await;
     }
 

@@ -204,7 +204,8 @@ async fn up_all(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::LinkInfo {
         .await;
         match name.as_str() {
             "stomp" => plain = Some(info),
-            _ => tls = true,
+            "stomp-tls" => tls = true,
+            other => panic!("{other} came up"),
         }
     }
     plain.unwrap()
@@ -235,6 +236,9 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     over_tls.tls = Some(certs.client(None));
     over_tls.destination = Some(AGENT_TLS_DEST.into());
     over_tls.controllers.clear();
+    let mut bad_login = stomp(port);
+    bad_login.password = Some("wrong".into());
+    bad_login.controllers.clear();
     let (tx, mut rx) = mpsc::channel(256);
     let mtps = Mtps::start(
         MtpSettings {
@@ -251,6 +255,11 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
                     enable: true,
                     transport: TransportConfig::Stomp(over_tls),
                 },
+                MtpConfig {
+                    name: "stomp-bad-login".into(),
+                    enable: true,
+                    transport: TransportConfig::Stomp(bad_login),
+                },
             ],
         },
         tx,
@@ -266,6 +275,21 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     .unwrap();
     let info = up_all(&mut rx).await;
     assert_eq!(info.reply_to.as_deref(), Some(AGENT_DEST));
+    // The broker's ERROR frame (bad login) ends that connection; the others are unaffected.
+    support::wait_for(
+        &mut rx,
+        "bad login refused by an ERROR frame",
+        |e| match e {
+            MtpEvent::Down { mtp, reason } if mtp == "stomp-bad-login" => {
+                reason.contains("broker error").then_some(())
+            }
+            MtpEvent::Up { mtp, .. } if mtp == "stomp-bad-login" => {
+                panic!("wrong password accepted")
+            }
+            _ => None,
+        },
+    )
+    .await;
 
     let mut ctl = Ctl::connect(port).await;
     assert_stomp_connect(&ctl.message().await);
