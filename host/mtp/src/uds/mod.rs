@@ -9,6 +9,7 @@
 pub(crate) mod frame;
 pub(crate) mod session;
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -76,8 +77,9 @@ async fn listen(
 ) {
     let mut backoff = Backoff::new(RetryPolicy::UDS);
     let listener = loop {
-        // A socket file left by a previous run would make bind fail.
-        if std::fs::symlink_metadata(path).is_ok() {
+        // A socket left by a previous run would make bind fail; anything else at the path is
+        // not ours to delete, and bind reports it.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
             let _ = std::fs::remove_file(path);
         }
         match UnixListener::bind(path) {

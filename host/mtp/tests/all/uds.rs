@@ -235,3 +235,35 @@ async fn uds_client_mode_connects_handshakes_and_reconnects() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn uds_does_not_delete_a_regular_file_at_its_path() {
+    support::init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("precious");
+    std::fs::write(&path, b"keep me").unwrap();
+    let (tx, mut rx) = mpsc::channel(8);
+    let mtps = Mtps::start(
+        MtpSettings {
+            endpoint_id: AGENT.into(),
+            max_record_size: 1024,
+            mtps: vec![MtpConfig {
+                name: "uds".into(),
+                enable: true,
+                transport: TransportConfig::Uds(UdsConfig {
+                    path: path.clone(),
+                    mode: UdsMode::Listen,
+                }),
+            }],
+        },
+        tx,
+    );
+    let reason = support::wait_for(&mut rx, "down", |e| match e {
+        MtpEvent::Down { reason, .. } => Some(reason.clone()),
+        _ => None,
+    })
+    .await;
+    assert!(reason.contains("cannot listen"), "{reason}");
+    mtps.shutdown().await;
+    assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+}
