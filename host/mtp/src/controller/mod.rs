@@ -349,3 +349,234 @@ impl Dispatcher {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    //! The client against the crate's own agent-side WebSocket server MTP over real sockets. The
+    //! agent's message handling is a labelled stand-in (`responder`): it answers Gets in whatever
+    //! order the test asks, which the real agent never does, so out-of-order matching is tested.
+
+    use super::*;
+    use crate::{
+        InboundRecord, MtpConfig, MtpEvent, MtpSettings, Mtps, TransportConfig, WsServerConfig,
+    };
+    use usp_codec::usp_proto::usp::{get_resp, notify::Notification};
+
+    const AGENT: &str = "proto::agent";
+    const CONTROLLER: &str = "proto::controller";
+
+    /// Starts a WebSocket server MTP on a free port; returns it, its events and its URL.
+    async fn agent_side() -> (Mtps, mpsc::Receiver<MtpEvent>, String) {
+        let (tx, mut events) = mpsc::channel(64);
+        let mtps = Mtps::start(
+            MtpSettings {
+                endpoint_id: AGENT.to_string(),
+                max_record_size: 1 << 20,
+                mtps: vec![MtpConfig {
+                    name: "ws".to_string(),
+                    enable: true,
+                    transport: TransportConfig::WebSocketServer(WsServerConfig {
+                        bind: "127.0.0.1".to_string(),
+                        port: 0,
+                        path: "/usp".to_string(),
+                        tls: None,
+                        keep_alive_secs: 0,
+                    }),
+                }],
+            },
+            tx,
+        );
+        loop {
+            if let Some(MtpEvent::Up { info, .. }) = events.recv().await
+                && let Some(addr) = info.listening
+            {
+                return (mtps, events, format!("ws://{addr}/usp"));
+            }
+        }
+    }
+
+    async fn next_record(events: &mut mpsc::Receiver<MtpEvent>) -> InboundRecord {
+        loop {
+            if let Some(MtpEvent::Record(record)) = events.recv().await {
+                return record;
+            }
+        }
+    }
+
+    fn get_resp_for(request: &usp::Msg) -> usp::Msg {
+        let Some(MsgBody::Request(usp::Request {
+            req_type: Some(ReqType::Get(get)),
+        })) = request.body.as_ref().and_then(|b| b.msg_body.clone())
+        else {
+            panic!("not a Get: {request:?}");
+        };
+        msg::response(
+            msg::msg_id(request).unwrap(),
+            RespType::GetResp(usp::GetResp {
+                req_path_results: vec![get_resp::RequestedPathResult {
+                    requested_path: get.param_paths[0].clone(),
+                    ..Default::default()
+                }],
+            }),
+        )
+    }
+
+    fn answered_path(answer: &usp::Msg) -> String {
+        match answer.body.as_ref().and_then(|b| b.msg_body.as_ref()) {
+            Some(MsgBody::Response(usp::Response {
+                resp_type: Some(RespType::GetResp(resp)),
+            })) => resp.req_path_results[0].requested_path.clone(),
+            other => panic!("not a GetResp: {other:?}"),
+        }
+    }
+
+    async fn client(
+        url: &str,
+        timeout: Duration,
+    ) -> (ControllerClient, mpsc::Receiver<AgentEvent>) {
+        let mut options = ControllerOptions::new(
+            CONTROLLER,
+            AGENT,
+            Endpoint::WebSocket(WsEndpoint {
+                url: url.to_string(),
+            }),
+        );
+        options.timeout = timeout;
+        ControllerClient::connect(options).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_arriving_out_of_order_reach_their_requests() {
+        let (mtps, mut agent_events, url) = agent_side().await;
+        let (client, _events) = client(&url, Duration::from_secs(10)).await;
+        let client = Arc::new(client);
+        // The test keeps its own handle: dropping the last one would stop the server before
+        // the queued answers are written.
+        let server = mtps.clone();
+        let responder = tokio::spawn(async move {
+            let mut received = Vec::new();
+            for _ in 0..4 {
+                let record = next_record(&mut agent_events).await;
+                let msg = Record::decode(&record.bytes).unwrap().msg().unwrap();
+                received.push((record.reply, msg));
+            }
+            // Answer the last request first.
+            for (reply, request) in received.into_iter().rev() {
+                let answer = Record::for_msg(AGENT, CONTROLLER, &get_resp_for(&request));
+                server.send(&reply, answer.encode()).await.unwrap();
+            }
+        });
+        let requests = (0..4).map(|i| {
+            let client = client.clone();
+            async move {
+                let path = format!("Device.Test.{i}.");
+                let answer = client
+                    .request(ReqType::Get(usp::Get {
+                        param_paths: vec![path.clone()],
+                        max_depth: 0,
+                    }))
+                    .await
+                    .unwrap();
+                (path, answered_path(&answer))
+            }
+        });
+        for (asked, answered) in futures::future::join_all(requests).await {
+            assert_eq!(asked, answered);
+        }
+        responder.await.unwrap();
+        drop(mtps);
+    }
+
+    #[tokio::test]
+    async fn connect_record_and_notify_reach_the_event_stream_and_notify_is_answered() {
+        let (mtps, mut agent_events, url) = agent_side().await;
+        let (client, mut events) = client(&url, Duration::from_secs(10)).await;
+        assert_eq!(
+            events.recv().await,
+            Some(AgentEvent::Connect(RecordBody::WebSocketConnect))
+        );
+        // A request gives the stand-in agent a way back to the controller.
+        let probe = tokio::spawn(async move {
+            client
+                .request(ReqType::Get(usp::Get {
+                    param_paths: vec!["Device.".into()],
+                    max_depth: 0,
+                }))
+                .await
+        });
+        let record = next_record(&mut agent_events).await;
+        let notify = usp::Notify {
+            subscription_id: "sub-1".to_string(),
+            send_resp: true,
+            notification: Some(Notification::ValueChange(usp::notify::ValueChange {
+                param_path: "Device.X.Y".to_string(),
+                param_value: "7".to_string(),
+            })),
+        };
+        let notify_msg = msg::request("n-1", ReqType::Notify(notify.clone()));
+        mtps.send(
+            &record.reply,
+            Record::for_msg(AGENT, CONTROLLER, &notify_msg).encode(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(events.recv().await, Some(AgentEvent::Notify(notify)));
+        let resp = next_record(&mut agent_events).await;
+        let resp = Record::decode(&resp.bytes).unwrap().msg().unwrap();
+        assert_eq!(msg::msg_id(&resp), Some("n-1"));
+        assert!(matches!(
+            resp.body.and_then(|b| b.msg_body),
+            Some(MsgBody::Response(usp::Response {
+                resp_type: Some(RespType::NotifyResp(usp::NotifyResp { subscription_id }))
+            })) if subscription_id == "sub-1"
+        ));
+        probe.abort();
+    }
+
+    #[tokio::test]
+    async fn unanswered_request_times_out_and_its_msg_id_is_free_again() {
+        let (_mtps, _agent_events, url) = agent_side().await;
+        let (client, _events) = client(&url, Duration::from_millis(200)).await;
+        let request = msg::request(
+            "same-id",
+            ReqType::Get(usp::Get {
+                param_paths: vec!["Device.".into()],
+                max_depth: 0,
+            }),
+        );
+        for _ in 0..2 {
+            assert!(matches!(
+                client.send(request.clone()).await,
+                Err(ControllerError::Timeout { .. })
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn server_without_usp_subprotocol_is_refused() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A plain WebSocket server that negotiates no subprotocol (labelled stand-in: not USP).
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let _ws = tokio_tungstenite::accept_async(tcp).await;
+        });
+        let mut options = ControllerOptions::new(
+            CONTROLLER,
+            AGENT,
+            Endpoint::WebSocket(WsEndpoint {
+                url: format!("ws://{addr}/usp"),
+            }),
+        );
+        options.timeout = Duration::from_secs(5);
+        let err = ControllerClient::connect(options).await.unwrap_err();
+        assert!(
+            err.to_string().to_lowercase().contains("subprotocol"),
+            "{err}"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::ControllerError;
-pub use usp_codec::MqttProtocol as MqttVersion;
+pub use crate::config::MqttVersion;
 
 /// The Content Type of a USP Record (R-MQTT.27).
 const CONTENT_TYPE: &str = "usp.msg";
@@ -377,7 +377,10 @@ async fn poll(event_loop: &mut Loop) -> Result<Packet, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
 
