@@ -83,6 +83,10 @@ impl Mtps {
             running: HashMap::new(),
         };
         for config in settings.mtps.into_iter().filter(|m| m.enable) {
+            if registry.running.contains_key(&config.name) {
+                tracing::error!(mtp = %config.name, "duplicate MTP name; only the first is started");
+                continue;
+            }
             let running = spawn(&registry, config, events.clone());
             registry
                 .running
@@ -102,12 +106,14 @@ impl Mtps {
         let mut registry = self.registry.lock().await;
         let global_change = registry.endpoint_id != settings.endpoint_id
             || registry.max_record_size != settings.max_record_size;
-        let wanted: HashMap<String, MtpConfig> = settings
-            .mtps
-            .into_iter()
-            .filter(|m| m.enable)
-            .map(|m| (m.name.clone(), m))
-            .collect();
+        let mut wanted: HashMap<String, MtpConfig> = HashMap::new();
+        for m in settings.mtps.into_iter().filter(|m| m.enable) {
+            if wanted.contains_key(&m.name) {
+                tracing::error!(mtp = %m.name, "duplicate MTP name; only the first is started");
+                continue;
+            }
+            wanted.insert(m.name.clone(), m);
+        }
         let stale: Vec<String> = registry
             .running
             .iter()
@@ -299,6 +305,25 @@ mod tests {
             .await;
         assert_eq!(mtps.running().await, vec!["b"]);
         mtps.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn duplicate_names_start_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::channel(64);
+        let mtps = Mtps::start(
+            settings(vec![uds("a", true, dir.path()), uds("a", true, dir.path())]),
+            tx,
+        );
+        assert_eq!(mtps.running().await, vec!["a"]);
+        mtps.shutdown().await;
+        drop(mtps);
+        // Only one task ever reported: one Up, then the channel closes.
+        let mut ups = 0;
+        while let Some(ev) = rx.recv().await {
+            ups += usize::from(matches!(ev, MtpEvent::Up { .. }));
+        }
+        assert_eq!(ups, 1);
     }
 
     #[tokio::test]
