@@ -6,6 +6,7 @@
 //! - [`control`]: the local control socket (framing shared with `uspctl`).
 //! - [`config`]: `agent.toml`, typed, with documented defaults and environment overrides.
 //! - [`factory_reset`]: the obuspa-compatible factory-reset text format (pure parser).
+//! - [`messages`]: the USP message handlers, one file per message; entry point [`messages::handle`].
 //! - [`store`]: the SQLite store written once per committed message.
 
 #![deny(missing_docs)]
@@ -15,5 +16,6 @@ pub mod builtin;
 pub mod config;
 pub mod control;
 pub mod factory_reset;
+pub mod messages;
 pub mod rbac;
 pub mod store;

@@ -40,14 +40,6 @@ pub enum DmError {
         /// The path.
         path: String,
     },
-    /// An Add where the object is a table instance or a path that is not an object.
-    #[error("{path}: {reason}")]
-    WrongPathKind {
-        /// The path.
-        path: String,
-        /// What kind of path was expected.
-        reason: String,
-    },
     /// A search expression that compares a parameter in a way its type does not allow
     /// (`[Enable=="true"]` on a boolean, `<` on a string, `~=` on a non-list).
     #[error("{path}: {reason}")]
@@ -119,7 +111,6 @@ impl DmError {
             | DmError::UnknownParam { path }
             | DmError::NoSuchObject { path }
             | DmError::NotATable { path }
-            | DmError::WrongPathKind { path, .. }
             | DmError::BadExpression { path, .. }
             | DmError::ReadOnly { path }
             | DmError::Value { path, .. }

@@ -92,7 +92,7 @@ pub mod value;
 
 pub use error::DmError;
 pub use memory::{CommitHook, MemoryProvider, RestoreReport, Snapshot, StoredChange};
-pub use model::{DataModel, ReadRequest, Resolution, ResolvedObject};
+pub use model::{DataModel, ReadRequest, Resolution, ResolvedObject, TaggedSink};
 pub use provider::{
     Args, Change, ChangeSink, GetRequest, GetResponse, OperateOutcome, ParamValues, Provider,
     ProviderError, Transaction,

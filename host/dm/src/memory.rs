@@ -25,7 +25,7 @@ use crate::provider::{
     Args, ChangeSink, GetRequest, GetResponse, OperateOutcome, ParamValues, Provider,
     ProviderError, Transaction,
 };
-use crate::schema::{ObjectDef, Schema};
+use crate::schema::{ObjectDef, ParamAccess, Schema};
 use crate::value::ValueType;
 
 /// One persisted row-level change, in the order it happened.
@@ -459,9 +459,13 @@ impl MemoryTransaction {
     }
 
     fn object(&self, store: &Store, path: &str) -> Option<ParamValues> {
+        self.object_ref(store, path).cloned()
+    }
+
+    fn object_ref<'s>(&'s self, store: &'s Store, path: &str) -> Option<&'s ParamValues> {
         match self.overlay.objects.get(path) {
-            Some(values) => values.clone(),
-            None => store.objects.get(path).cloned(),
+            Some(values) => values.as_ref(),
+            None => store.objects.get(path),
         }
     }
 
@@ -499,7 +503,7 @@ impl MemoryTransaction {
             if sibling == instance {
                 continue;
             }
-            let Some(other) = self.object(store, &sibling) else {
+            let Some(other) = self.object_ref(store, &sibling) else {
                 continue;
             };
             for key in &def.unique_keys {
@@ -606,22 +610,36 @@ impl MemoryTransaction {
                 }
             }
         }
-        // R-ADD.5: generate unique-key strings the Controller did not supply.
+        // R-ADD.5: generate unique-key strings the Controller did not supply: always for
+        // write-once keys (`Alias`, and `ID`-like keys declared write-once), and for other
+        // string keys only when the defaults would collide with an existing instance (an empty
+        // `RemoteHost` is a meaningful value, not a missing one).
         let own = objects.entry(path.clone()).or_default();
+        let siblings: Vec<&ParamValues> = if def.unique_keys.is_empty() {
+            Vec::new()
+        } else {
+            numbers
+                .iter()
+                .filter_map(|n| self.object_ref(&store, &format!("{table}{n}.")))
+                .collect()
+        };
         for key in &def.unique_keys {
+            let collides = siblings
+                .iter()
+                .any(|other| key.iter().all(|name| own.get(name) == other.get(name)));
             for name in key {
-                let is_string = def
-                    .param(name)
-                    .is_some_and(|param| param.value_type == ValueType::String);
-                let supplied = params.contains_key(name);
-                if is_string && !supplied && own.get(name).is_none_or(String::is_empty) {
+                let Some(param) = def.param(name) else {
+                    continue;
+                };
+                let generate = param.value_type == ValueType::String
+                    && !params.contains_key(name)
+                    && own.get(name).is_none_or(String::is_empty)
+                    && (param.access == ParamAccess::WriteOnceReadOnly || collides);
+                if generate {
                     let taken = |candidate: &str| {
-                        numbers.iter().any(|n| {
-                            self.object(&store, &format!("{table}{n}."))
-                                .is_some_and(|other| {
-                                    other.get(name).is_some_and(|v| v == candidate)
-                                })
-                        })
+                        siblings
+                            .iter()
+                            .any(|other| other.get(name).is_some_and(|v| v == candidate))
                     };
                     let mut candidate = format!("cpe-{number}");
                     let mut suffix = 1;
@@ -823,5 +841,208 @@ impl Provider for MemoryProvider {
             UspErrorCode::CommandFailure,
             format!("{command}: the in-memory provider runs no commands"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{ObjectAccess, ParamDef};
+
+    fn schema() -> Schema {
+        let mut table = ObjectDef::new("Device.NAT.PortMapping.{i}.");
+        table.access = ObjectAccess::AddDelete;
+        table.unique_keys = vec![
+            vec!["Alias".into()],
+            vec!["RemoteHost".into(), "ExternalPort".into()],
+        ];
+        table.params = vec![
+            ParamDef::new("Alias", ValueType::String).access(ParamAccess::WriteOnceReadOnly),
+            ParamDef::new("RemoteHost", ValueType::String).access(ParamAccess::ReadWrite),
+            ParamDef::new("ExternalPort", ValueType::UnsignedInt)
+                .access(ParamAccess::ReadWrite)
+                .default_value("0"),
+        ];
+        let mut sub = ObjectDef::new("Device.NAT.PortMapping.{i}.Stats.");
+        sub.params = vec![ParamDef::new("Hits", ValueType::UnsignedInt).default_value("0")];
+        let mut nested = ObjectDef::new("Device.NAT.PortMapping.{i}.Rule.{i}.");
+        nested.access = ObjectAccess::AddDelete;
+        let nat = ObjectDef::new("Device.NAT.");
+        [nat, table, sub, nested].into_iter().collect()
+    }
+
+    fn port(value: &str) -> ParamValues {
+        ParamValues::from([("ExternalPort".to_string(), value.to_string())])
+    }
+
+    fn ok<T>(result: Result<T, ProviderError>) -> T {
+        result.unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    async fn commit(tx: Box<dyn Transaction>) {
+        ok(tx.commit().await);
+    }
+
+    #[tokio::test]
+    async fn add_fills_defaults_sub_objects_and_alias() {
+        let provider = MemoryProvider::new("t", schema());
+        let number = ok(provider.add_instance("Device.NAT.PortMapping.", &port("80")));
+        assert_eq!(number, 1);
+        assert_eq!(
+            provider.value("Device.NAT.PortMapping.1.Alias").as_deref(),
+            Some("cpe-1")
+        );
+        assert_eq!(
+            provider
+                .value("Device.NAT.PortMapping.1.Stats.Hits")
+                .as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            ok(provider.instances("Device.NAT.PortMapping.1.Rule.").await),
+            Vec::<u32>::new()
+        );
+    }
+
+    #[tokio::test]
+    async fn staged_writes_are_invisible_until_commit_and_dropped_on_abort() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &port("80")));
+        let mut tx = ok(provider.begin().await);
+        ok(tx
+            .set("Device.NAT.PortMapping.1.", "ExternalPort", "81")
+            .await);
+        assert_eq!(
+            provider
+                .value("Device.NAT.PortMapping.1.ExternalPort")
+                .as_deref(),
+            Some("80")
+        );
+        drop(tx);
+        assert_eq!(
+            provider
+                .value("Device.NAT.PortMapping.1.ExternalPort")
+                .as_deref(),
+            Some("80")
+        );
+        let mut tx = ok(provider.begin().await);
+        ok(tx
+            .set("Device.NAT.PortMapping.1.", "ExternalPort", "81")
+            .await);
+        commit(tx).await;
+        assert_eq!(
+            provider
+                .value("Device.NAT.PortMapping.1.ExternalPort")
+                .as_deref(),
+            Some("81")
+        );
+    }
+
+    #[tokio::test]
+    async fn unique_keys_are_checked_against_staged_siblings() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &port("80")));
+        ok(provider.add_instance("Device.NAT.PortMapping.", &port("81")));
+        let mut tx = ok(provider.begin().await);
+        ok(tx
+            .set("Device.NAT.PortMapping.1.", "ExternalPort", "90")
+            .await);
+        let clash = tx
+            .set("Device.NAT.PortMapping.2.", "ExternalPort", "90")
+            .await;
+        assert_eq!(
+            clash.map_err(|e| e.code),
+            Err(UspErrorCode::DuplicateUniqueKey)
+        );
+        let mut explicit = port("90");
+        explicit.insert("RemoteHost".into(), String::new());
+        let clash = tx.add("Device.NAT.PortMapping.", &explicit).await;
+        assert_eq!(
+            clash.map_err(|e| e.code),
+            Err(UspErrorCode::DuplicateUniqueKey)
+        );
+        // Not supplied, the colliding key member is generated instead (R-ADD.5).
+        let number = ok(tx.add("Device.NAT.PortMapping.", &port("90")).await);
+        assert_eq!(number, 3);
+    }
+
+    #[tokio::test]
+    async fn delete_is_recursive_and_numbers_are_not_reused() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &port("80")));
+        ok(provider.add_instance("Device.NAT.PortMapping.1.Rule.", &ParamValues::new()));
+        ok(provider.delete_instance("Device.NAT.PortMapping.1."));
+        assert_eq!(provider.value("Device.NAT.PortMapping.1.Stats.Hits"), None);
+        assert!(provider.snapshot().instances.is_empty());
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &port("80"))),
+            2
+        );
+    }
+
+    #[tokio::test]
+    async fn commit_hook_sees_one_change_set_and_restore_rebuilds_state() {
+        let log: Arc<Mutex<Vec<Vec<StoredChange>>>> = Arc::default();
+        let sink = Arc::clone(&log);
+        let provider = MemoryProvider::new("t", schema()).with_commit_hook(Arc::new(
+            move |changes: &[StoredChange]| {
+                sink.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(changes.to_vec())
+            },
+        ));
+        let mut tx = ok(provider.begin().await);
+        ok(tx.add("Device.NAT.PortMapping.", &port("80")).await);
+        ok(tx.add("Device.NAT.PortMapping.", &port("81")).await);
+        ok(tx.delete("Device.NAT.PortMapping.1.").await);
+        commit(tx).await;
+        let sets = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        assert_eq!(sets.len(), 1, "one change set per transaction");
+        let snapshot = provider.snapshot();
+        let restored = MemoryProvider::new("t", schema());
+        let report = restored.restore(&snapshot);
+        assert!(report.skipped.is_empty(), "{report:?}");
+        assert_eq!(restored.snapshot(), snapshot);
+        assert_eq!(
+            ok(restored.add_instance("Device.NAT.PortMapping.", &port("82"))),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn restore_reports_rows_the_schema_no_longer_has() {
+        let provider = MemoryProvider::new("t", schema());
+        let snapshot = Snapshot {
+            instances: vec!["Device.NAT.PortMapping.4.".into(), "Device.Gone.1.".into()],
+            params: vec![
+                ("Device.NAT.PortMapping.4.ExternalPort".into(), "8".into()),
+                ("Device.NAT.PortMapping.4.Removed".into(), "x".into()),
+            ],
+            next_instance: vec![("Device.NAT.PortMapping.".into(), 2)],
+        };
+        let report = provider.restore(&snapshot);
+        assert_eq!(
+            report.skipped,
+            ["Device.Gone.1.", "Device.NAT.PortMapping.4.Removed"]
+        );
+        assert_eq!(
+            provider
+                .value("Device.NAT.PortMapping.4.ExternalPort")
+                .as_deref(),
+            Some("8")
+        );
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &port("9"))),
+            5
+        );
+    }
+
+    #[test]
+    fn supported_path_replaces_instance_numbers() {
+        assert_eq!(supported_path("Device.A.12.B.3.C"), "Device.A.{i}.B.{i}.C");
+        assert_eq!(supported_path("Device.A."), "Device.A.");
     }
 }

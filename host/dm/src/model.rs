@@ -9,7 +9,9 @@ use std::sync::Arc;
 use usp_codec::path::{Leaf, Path, Segment};
 
 use crate::error::DmError;
-use crate::provider::{Args, ChangeSink, GetRequest, OperateOutcome, ParamValues, Provider};
+use crate::provider::{
+    Args, Change, ChangeSink, GetRequest, OperateOutcome, ParamValues, Provider,
+};
 use crate::registry::{ProviderId, Registry};
 use crate::schema::{ObjectDef, ParamAccess, ParamDef, Schema};
 use crate::search::{self, Cursor};
@@ -63,10 +65,14 @@ pub struct ReadRequest {
     pub params: Vec<String>,
 }
 
+/// Receives every change with the id of the provider it concerns (see
+/// [`DataModel::new_tagged`]).
+pub type TaggedSink = Arc<dyn Fn(ProviderId, Change) + Send + Sync>;
+
 /// The data-model engine. See the crate docs for how the agent drives it.
 pub struct DataModel {
     registry: Registry,
-    sink: ChangeSink,
+    sink: TaggedSink,
 }
 
 impl std::fmt::Debug for DataModel {
@@ -88,21 +94,33 @@ impl DataModel {
     /// each provider by [`Provider::attach`] at registration) and those committed through
     /// [`DataModel::begin`] transactions (pushed by the engine after commit).
     pub fn new(changes: ChangeSink) -> Self {
+        DataModel::new_tagged(Arc::new(move |_, change| changes.push(change)))
+    }
+
+    /// Like [`DataModel::new`], but each change comes with the id of the provider that pushed
+    /// it (or that serves the changed path). The agent needs this to match an
+    /// [`Change::OperationComplete`] token, which is only unique per provider, to its
+    /// `Device.LocalAgent.Request.{i}` row.
+    pub fn new_tagged(changes: TaggedSink) -> Self {
         DataModel {
             registry: Registry::default(),
             sink: changes,
         }
     }
 
-    /// The sink every change goes to.
-    pub fn change_sink(&self) -> &ChangeSink {
-        &self.sink
+    pub(crate) fn push_change(&self, provider: ProviderId, change: Change) {
+        (self.sink)(provider, change)
+    }
+
+    fn sink_for(&self, id: ProviderId) -> ChangeSink {
+        let sink = Arc::clone(&self.sink);
+        ChangeSink::new(move |change| sink(id, change))
     }
 
     /// Registers a provider (attaching the change sink). Fails on overlapping claims.
     pub fn register(&mut self, provider: Arc<dyn Provider>) -> Result<ProviderId, DmError> {
         let id = self.registry.register(Arc::clone(&provider))?;
-        provider.attach(self.sink.clone());
+        provider.attach(self.sink_for(id));
         Ok(id)
     }
 
@@ -118,7 +136,7 @@ impl DataModel {
         provider: Arc<dyn Provider>,
     ) -> Result<Arc<dyn Provider>, DmError> {
         let old = self.registry.replace(id, Arc::clone(&provider))?;
-        provider.attach(self.sink.clone());
+        provider.attach(self.sink_for(id));
         Ok(old)
     }
 
@@ -146,7 +164,8 @@ impl DataModel {
             })
     }
 
-    pub(crate) fn owner_id(&self, supported: &str) -> Result<ProviderId, DmError> {
+    /// The id of the provider serving a supported object path.
+    pub fn owner_id(&self, supported: &str) -> Result<ProviderId, DmError> {
         self.registry
             .owner(supported)
             .map(|(id, _)| id)
@@ -480,6 +499,22 @@ impl DataModel {
         if def.access == ParamAccess::ReadOnly {
             return Err(DmError::ReadOnly { path });
         }
+        self.check_value(object, relative, value)
+    }
+
+    /// Validates a value against the parameter's type and facets only (no access rule): what
+    /// the engine checks for every value it hands to a provider, including values the agent
+    /// fills in itself. Returns the canonical value.
+    pub fn check_value(
+        &self,
+        object: &ResolvedObject,
+        relative: &str,
+        value: &str,
+    ) -> Result<String, DmError> {
+        let path = format!("{}{relative}", object.path);
+        let Some((_, def)) = self.param_def(object, relative) else {
+            return Err(DmError::UnknownParam { path });
+        };
         def.check(value)
             .map_err(|source| DmError::Value { path, source })
     }

@@ -19,7 +19,7 @@ use crate::schema::ParamAccess;
 pub struct DmTransaction<'a> {
     dm: &'a DataModel,
     open: BTreeMap<ProviderId, Box<dyn Transaction>>,
-    changes: Vec<Change>,
+    changes: Vec<(ProviderId, Change)>,
 }
 
 impl std::fmt::Debug for DmTransaction<'_> {
@@ -89,15 +89,21 @@ impl<'a> DmTransaction<'a> {
         tx.set(&sub.path, &name, &value)
             .await
             .map_err(|error| DmError::provider(&path, error))?;
-        self.changes.push(Change::ValueChanged {
-            path,
-            value: value.clone(),
-        });
+        let id = self.dm.owner_id(&sub.supported)?;
+        self.changes.push((
+            id,
+            Change::ValueChanged {
+                path,
+                value: value.clone(),
+            },
+        ));
         Ok(value)
     }
 
-    /// Creates an instance in a table with already-validated values (see
-    /// [`DataModel::check_write`]); returns the new instance number.
+    /// Creates an instance in a table; returns the new instance number. Values are checked
+    /// for type and facets here; whether the Controller may give them (read-only parameters,
+    /// 7013) is the caller's check ([`DataModel::check_write`]), because the agent may fill
+    /// read-only values itself (`Subscription.{i}.Recipient`).
     pub async fn add(
         &mut self,
         table: &ResolvedObject,
@@ -122,7 +128,7 @@ impl<'a> DmTransaction<'a> {
         let instance_like = ResolvedObject::object(&table.path, &table.supported);
         let mut checked = ParamValues::new();
         for (name, value) in params {
-            let value = self.dm.check_write(&instance_like, name, value)?;
+            let value = self.dm.check_value(&instance_like, name, value)?;
             checked.insert(name.clone(), value);
         }
         let path = table.path.clone();
@@ -131,9 +137,13 @@ impl<'a> DmTransaction<'a> {
             .add(&path, &checked)
             .await
             .map_err(|error| DmError::provider(&path, error))?;
-        self.changes.push(Change::ObjectCreated {
-            path: format!("{path}{number}."),
-        });
+        let id = self.dm.owner_id(&table.supported)?;
+        self.changes.push((
+            id,
+            Change::ObjectCreated {
+                path: format!("{path}{number}."),
+            },
+        ));
         Ok(number)
     }
 
@@ -155,13 +165,14 @@ impl<'a> DmTransaction<'a> {
         tx.delete(&path)
             .await
             .map_err(|error| DmError::provider(&path, error))?;
-        self.changes.push(Change::ObjectDeleted { path });
+        let id = self.dm.owner_id(&object.supported)?;
+        self.changes.push((id, Change::ObjectDeleted { path }));
         Ok(())
     }
 
     /// The changes made so far (not yet committed).
-    pub fn changes(&self) -> &[Change] {
-        &self.changes
+    pub fn changes(&self) -> impl Iterator<Item = &Change> {
+        self.changes.iter().map(|(_, change)| change)
     }
 
     /// Prepares every provider transaction, then commits them all. On a prepare failure
@@ -188,9 +199,11 @@ impl<'a> DmTransaction<'a> {
                 .map_err(|error| DmError::provider("commit", error))?;
         }
         let changes = std::mem::take(&mut self.changes);
-        for change in &changes {
-            self.dm.change_sink().push(change.clone());
+        let mut out = Vec::with_capacity(changes.len());
+        for (id, change) in changes {
+            self.dm.push_change(id, change.clone());
+            out.push(change);
         }
-        Ok(changes)
+        Ok(out)
     }
 }

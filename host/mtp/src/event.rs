@@ -167,12 +167,13 @@ impl PeerCertificate {
 /// Who the TLS peer of a connection is, as far as authentication goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAuth {
-    /// No TLS, or TLS without a peer certificate.
+    /// No TLS, TLS without a peer certificate, UDS, or MQTT (whose TLS session rumqttc does
+    /// not expose).
     None,
-    /// The controller itself presented this certificate (WebSocket, UDS over TLS).
+    /// The controller itself presented this certificate (WebSocket, either role).
     Endpoint(PeerCertificate),
-    /// A broker presented this certificate (MQTT, STOMP); it says nothing about the
-    /// controller unless the broker is trusted (R-SEC.4a).
+    /// The STOMP broker presented this certificate; it says nothing about the controller
+    /// unless the broker is trusted (R-SEC.4a).
     Broker(PeerCertificate),
 }
 

@@ -426,6 +426,8 @@ async fn connection(
                     let reply = topics
                         .reply_topic(&topic, response_topic.as_deref(), from.as_deref())
                         .unwrap_or_default();
+                    // rumqttc keeps its TLS session to itself, so the broker's certificate
+                    // cannot be reported here (STOMP reports it as PeerAuth::Broker).
                     let peer = PeerAuth::None;
                     if ctx.deliver(bytes, Dest::Topic(reply), peer).await.is_err() {
                         tracing::info!(mtp = %ctx.name, %topic, "PUBLISH dropped");
