@@ -323,9 +323,9 @@ async fn mqtt_broker_down_at_start_then_up() {
 async fn mqtt_broker_restart_reconnects_and_resends_connect_record() {
     let mut broker = Mosquitto::start(None);
     let mut cfg = mqtt(broker.port, MqttVersion::V5, None);
-    // Waits of exactly 3 s leave the controller time to subscribe after the restart.
-    cfg.connect_retry_time = 3;
-    cfg.connect_retry_max_interval = 3;
+    // Waits of exactly 5 s leave the controller time to subscribe after the restart.
+    cfg.connect_retry_time = 5;
+    cfg.connect_retry_max_interval = 5;
     let (mtps, mut rx) = start(settings(vec![("mqtt", cfg)]));
     up(&mut rx, "mqtt").await;
 
