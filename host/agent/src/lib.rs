@@ -7,6 +7,7 @@
 //! - [`config`]: `agent.toml`, typed, with documented defaults and environment overrides.
 //! - [`factory_reset`]: the obuspa-compatible factory-reset text format (pure parser).
 //! - [`messages`]: the USP message handlers, one file per message; entry point [`messages::handle`].
+//! - [`notify`]: subscriptions and notifications (Notify, retries, Periodic!, Boot!).
 //! - [`store`]: the SQLite store written once per committed message.
 
 #![deny(missing_docs)]
@@ -17,5 +18,6 @@ pub mod config;
 pub mod control;
 pub mod factory_reset;
 pub mod messages;
+pub mod notify;
 pub mod rbac;
 pub mod store;

@@ -1,0 +1,1170 @@
+//! Subscriptions and notifications (digest §9, TR-181 `Device.LocalAgent.Subscription.{i}`):
+//! the [`Notifier`] turns pushed [`Change`]s, completed commands and agent events into Notify
+//! Msgs for the subscribed Controllers, and keeps the retries, `Periodic!` schedules and
+//! `TimeToLive` expiries. It does no network I/O: the data-model actor feeds it and sends the
+//! [`Outbound`] Msgs it returns.
+//!
+//! - [`subscription`]: typed rows and the index that finds candidate subscriptions per path.
+//! - [`retry`]: the R-NOT.1..4 retry windows.
+//! - [`periodic`]: `Periodic!` fire times.
+//!
+//! How the actor drives it:
+//! - at boot, [`Notifier::load`], then [`Notifier::on_event`] with `Device.` / `Boot!`;
+//! - every [`Change`] from the data model's sink goes to [`Notifier::on_change`] (this includes
+//!   the Subscription table's own rows, which keeps the index current);
+//! - an async command's end goes to [`Notifier::on_operation_complete`];
+//! - a NotifyResp goes to [`Notifier::on_notify_resp`];
+//! - at [`Notifier::next_deadline`], [`Notifier::due`] sends retries and `Periodic!` events and
+//!   deletes expired subscriptions.
+//!
+//! ValueChange is event-driven: providers push their changes and committed Controller writes
+//! are pushed by the engine, so a Notify leaves as soon as the actor handles the change (no
+//! polling). Parameters whose values change without a push are marked `value-change: will
+//! ignore` in their schema and never notified.
+//!
+//! Access (digest §8.2): a subscription runs with its Recipient's roles. A Notify goes out only
+//! when the Recipient has the `n` letter on the element (`Param`, `Obj`, `InstantiatedObj`,
+//! `CommandEvent`); ValueChange also needs `Param` `r`, and secured values go out empty to a
+//! Recipient without a secured role.
+
+pub mod periodic;
+pub mod retry;
+pub mod subscription;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use usp_codec::path::{Leaf, Path};
+use usp_codec::usp_proto::usp;
+use usp_dm::{
+    Args, Change, DataModel, MemoryProvider, ParamValues, Provider, ProviderError, ReadRequest,
+    structural_match,
+};
+use usp_rbac::{Access, ParamRead};
+
+use crate::builtin::local_agent::SUBSCRIPTION_TABLE;
+use crate::messages::notify::{self as build, Envelope};
+use crate::rbac::{TrustHandle, access_for, split_list};
+use retry::RetryPolicy;
+use subscription::{NotifType, Subscription, SubscriptionIndex, supported};
+
+const PERIODIC_EVENT: &str = "Device.LocalAgent.Periodic!";
+
+/// A Notify ready to be sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbound {
+    /// The Recipient's row (`Device.LocalAgent.Controller.1`).
+    pub recipient: String,
+    /// The Recipient's Endpoint ID: the Record's `to_id`.
+    pub endpoint_id: String,
+    /// The Notify.
+    pub msg: usp::Msg,
+}
+
+/// A Notify sent with `send_resp` and not yet answered.
+struct Pending {
+    out: Outbound,
+    retries: u32,
+    due: Instant,
+    give_up: Option<Instant>,
+    policy: RetryPolicy,
+}
+
+/// What the Recipient is allowed, and how to retry towards it; built once per batch.
+struct Recipient {
+    endpoint_id: String,
+    access: Access,
+    policy: RetryPolicy,
+}
+
+/// What a matched subscription is told.
+enum Note {
+    ValueChange {
+        path: String,
+        value: String,
+    },
+    Creation {
+        path: String,
+        keys: BTreeMap<String, String>,
+    },
+    Deletion {
+        path: String,
+    },
+    Event {
+        object: String,
+        name: String,
+        args: Args,
+    },
+    Complete {
+        command: String,
+        key: String,
+        result: Result<Args, ProviderError>,
+    },
+}
+
+/// The notification state machine. See the module docs.
+pub struct Notifier {
+    tables: MemoryProvider,
+    trust: TrustHandle,
+    index: SubscriptionIndex,
+    pending: BTreeMap<String, Pending>,
+    msg_prefix: String,
+    next_msg: u64,
+    expires: BTreeMap<String, Instant>,
+    periodic: BTreeMap<String, Instant>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The row (`…Subscription.3.`) a path under the Subscription table belongs to.
+fn subscription_row(path: &str) -> Option<String> {
+    let rest = path.strip_prefix(SUBSCRIPTION_TABLE)?;
+    let number = rest.split('.').next()?;
+    (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| format!("{SUBSCRIPTION_TABLE}{number}."))
+}
+
+impl Notifier {
+    /// A notifier over the agent's stored tables (`Controller.{i}`, `Subscription.{i}`) and
+    /// the published trust. Call [`Notifier::load`] before use.
+    pub fn new(tables: MemoryProvider, trust: TrustHandle) -> Notifier {
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        Notifier {
+            tables,
+            trust,
+            index: SubscriptionIndex::new(),
+            pending: BTreeMap::new(),
+            msg_prefix: format!("notify-{}-", &nonce[..8]),
+            next_msg: 1,
+            expires: BTreeMap::new(),
+            periodic: BTreeMap::new(),
+        }
+    }
+
+    /// Reads every Subscription row (after the store was restored).
+    pub async fn load(&mut self) {
+        let numbers = self
+            .tables
+            .instances(SUBSCRIPTION_TABLE)
+            .await
+            .unwrap_or_default();
+        for number in numbers {
+            self.refresh(&format!("{SUBSCRIPTION_TABLE}{number}."));
+        }
+    }
+
+    /// The number of active subscriptions.
+    pub fn subscriptions(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The number of Notifys waiting for a NotifyResp.
+    pub fn awaiting_response(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn refresh(&mut self, row: &str) {
+        let tables = &self.tables;
+        let parsed = Subscription::from_row(row, |name| tables.value(&format!("{row}{name}")));
+        self.expires.remove(row);
+        match parsed {
+            Some(subscription) => {
+                if subscription.time_to_live > 0 {
+                    let created = self
+                        .tables
+                        .value(&format!("{row}CreationDate"))
+                        .and_then(|value| periodic::phase_of(&value))
+                        .unwrap_or_else(unix_now);
+                    let age = u64::try_from(unix_now() - created).unwrap_or(0);
+                    let left = subscription.time_to_live.saturating_sub(age);
+                    self.expires
+                        .insert(row.to_string(), Instant::now() + Duration::from_secs(left));
+                }
+                self.index.insert(subscription);
+            }
+            None => {
+                self.index.remove(row);
+            }
+        }
+    }
+
+    fn envelope(&mut self, subscription: &Subscription) -> Envelope {
+        let msg_id = format!("{}{}", self.msg_prefix, self.next_msg);
+        self.next_msg += 1;
+        Envelope {
+            msg_id,
+            subscription_id: subscription.id.clone(),
+            send_resp: subscription.notif_retry,
+        }
+    }
+
+    async fn recipient(&self, dm: &DataModel, row: &str) -> Option<Recipient> {
+        let value = |name: &str| self.tables.value(&format!("{row}.{name}"));
+        if value("Enable").as_deref() != Some("true") {
+            return None;
+        }
+        let endpoint_id = value("EndpointID").filter(|id| !id.is_empty())?;
+        let mut roles = split_list(&value("AssignedRole").unwrap_or_default());
+        roles.extend(split_list(&value("InheritedRole").unwrap_or_default()));
+        let trust = self.trust.current();
+        Some(Recipient {
+            endpoint_id,
+            access: access_for(dm, &trust, &roles).await,
+            policy: RetryPolicy::from_values(
+                value("USPNotifRetryMinimumWaitInterval").as_deref(),
+                value("USPNotifRetryIntervalMultiplier").as_deref(),
+            ),
+        })
+    }
+
+    /// The subscriptions of `notif_type` that `changed` matches now (one per subscription).
+    async fn matching(
+        &self,
+        dm: &DataModel,
+        notif_type: NotifType,
+        changed: &str,
+    ) -> Vec<Arc<Subscription>> {
+        let mut found: Vec<Arc<Subscription>> = Vec::new();
+        for (subscription, index) in self.index.candidates(notif_type, changed) {
+            if found.iter().any(|other| other.row == subscription.row) {
+                continue;
+            }
+            let Some(reference) = subscription.references.get(index) else {
+                continue;
+            };
+            if reference_matches(dm, notif_type, reference, changed).await {
+                found.push(subscription);
+            }
+        }
+        found
+    }
+
+    /// Builds, registers (for retries) and returns the Notifys of one batch.
+    async fn deliver(
+        &mut self,
+        dm: &DataModel,
+        subscriptions: Vec<Arc<Subscription>>,
+        note: impl Fn(&Subscription, &Access) -> Option<Note>,
+        now: Instant,
+    ) -> Vec<Outbound> {
+        let mut recipients: HashMap<String, Option<Recipient>> = HashMap::new();
+        let mut outbound = Vec::new();
+        for subscription in subscriptions {
+            if !recipients.contains_key(&subscription.recipient) {
+                let recipient = self.recipient(dm, &subscription.recipient).await;
+                recipients.insert(subscription.recipient.clone(), recipient);
+            }
+            let Some(Some(recipient)) = recipients.get(&subscription.recipient) else {
+                continue;
+            };
+            let Some(note) = note(&subscription, &recipient.access) else {
+                continue;
+            };
+            let envelope = self.envelope(&subscription);
+            let msg = match note {
+                Note::ValueChange { path, value } => build::value_change(&envelope, &path, &value),
+                Note::Creation { path, keys } => build::object_creation(&envelope, &path, keys),
+                Note::Deletion { path } => build::object_deletion(&envelope, &path),
+                Note::Event { object, name, args } => build::event(&envelope, &object, &name, args),
+                Note::Complete {
+                    command,
+                    key,
+                    result,
+                } => build::operation_complete(&envelope, &command, &key, result),
+            };
+            let out = Outbound {
+                recipient: subscription.recipient.clone(),
+                endpoint_id: recipient.endpoint_id.clone(),
+                msg,
+            };
+            if subscription.notif_retry {
+                // R-NOT.1..4: retry until the NotifyResp, or until NotifExpiration.
+                let give_up = (subscription.notif_expiration > 0)
+                    .then(|| now + Duration::from_secs(subscription.notif_expiration));
+                self.pending.insert(
+                    envelope.msg_id.clone(),
+                    Pending {
+                        out: out.clone(),
+                        retries: 0,
+                        due: now + recipient.policy.wait(1, rand::random()),
+                        give_up,
+                        policy: recipient.policy,
+                    },
+                );
+            }
+            outbound.push(out);
+        }
+        outbound
+    }
+
+    /// A change pushed by a provider or committed by a message.
+    pub async fn on_change(
+        &mut self,
+        dm: &DataModel,
+        change: &Change,
+        now: Instant,
+    ) -> Vec<Outbound> {
+        match change {
+            Change::ValueChanged { path, value } => {
+                if let Some(row) = subscription_row(path) {
+                    self.refresh(&row);
+                }
+                if path.ends_with(".PeriodicNotifInterval") || path.ends_with(".PeriodicNotifTime")
+                {
+                    let row = path.rsplit_once('.').map_or("", |(row, _)| row);
+                    self.periodic.remove(row);
+                }
+                let subscriptions = self.matching(dm, NotifType::ValueChange, path).await;
+                if subscriptions.is_empty() {
+                    return Vec::new();
+                }
+                let secured = param_is_secured(dm, path);
+                let (path, value) = (path.clone(), value.clone());
+                self.deliver(
+                    dm,
+                    subscriptions,
+                    |_, access| {
+                        if !access.can_notify_value_change(&path) {
+                            return None;
+                        }
+                        let value = match access.read_param(&path, secured) {
+                            ParamRead::Hidden => return None,
+                            ParamRead::Empty => String::new(),
+                            ParamRead::Value => value.clone(),
+                        };
+                        Some(Note::ValueChange {
+                            path: path.clone(),
+                            value,
+                        })
+                    },
+                    now,
+                )
+                .await
+            }
+            Change::ObjectCreated { path } => {
+                if let Some(row) = subscription_row(path)
+                    && row == *path
+                {
+                    self.refresh(&row);
+                }
+                // A subscription is not told about its own creation: it did not exist yet.
+                let subscriptions: Vec<_> = self
+                    .matching(dm, NotifType::ObjectCreation, path)
+                    .await
+                    .into_iter()
+                    .filter(|subscription| subscription.row != *path)
+                    .collect();
+                if subscriptions.is_empty() {
+                    return Vec::new();
+                }
+                let keys = unique_keys(dm, path).await;
+                let path = path.clone();
+                self.deliver(
+                    dm,
+                    subscriptions,
+                    |_, access| {
+                        access.can_notify_creation(&path).then(|| Note::Creation {
+                            path: path.clone(),
+                            keys: keys
+                                .iter()
+                                .filter(|(name, _)| access.can_read_param(&format!("{path}{name}")))
+                                .map(|(name, value)| (name.clone(), value.clone()))
+                                .collect(),
+                        })
+                    },
+                    now,
+                )
+                .await
+            }
+            Change::ObjectDeleted { path } => {
+                if let Some(row) = subscription_row(path)
+                    && row == *path
+                {
+                    self.index.remove(&row);
+                    self.expires.remove(&row);
+                }
+                let subscriptions = self.matching(dm, NotifType::ObjectDeletion, path).await;
+                let path = path.clone();
+                self.deliver(
+                    dm,
+                    subscriptions,
+                    |_, access| {
+                        access
+                            .can_notify_deletion(&path)
+                            .then(|| Note::Deletion { path: path.clone() })
+                    },
+                    now,
+                )
+                .await
+            }
+            Change::Event { object, name, args } => {
+                self.on_event(dm, object, name, args.clone(), now).await
+            }
+            // Completions are matched to their Request row by the actor, which then calls
+            // `on_operation_complete` with the command path and key.
+            Change::OperationComplete { .. } => Vec::new(),
+        }
+    }
+
+    /// An event (`Device.` / `Boot!`, `Device.LocalAgent.` / `Periodic!`, a plugin's event).
+    /// For `Device.Boot!`, each Recipient's Notify carries its own `ParameterMap` (from its
+    /// enabled `Controller.{i}.BootParameter.{i}` rows, values it may read).
+    pub async fn on_event(
+        &mut self,
+        dm: &DataModel,
+        object: &str,
+        name: &str,
+        args: Args,
+        now: Instant,
+    ) -> Vec<Outbound> {
+        let path = format!("{object}{name}");
+        let subscriptions = self.matching(dm, NotifType::Event, &path).await;
+        if subscriptions.is_empty() {
+            return Vec::new();
+        }
+        let mut maps = HashMap::new();
+        if path == "Device.Boot!" {
+            for subscription in &subscriptions {
+                if !maps.contains_key(&subscription.recipient)
+                    && let Some(recipient) = self.recipient(dm, &subscription.recipient).await
+                {
+                    let map = self
+                        .parameter_map(dm, &subscription.recipient, &recipient.access)
+                        .await;
+                    maps.insert(subscription.recipient.clone(), map);
+                }
+            }
+        }
+        let (object, name) = (object.to_string(), name.to_string());
+        self.deliver(
+            dm,
+            subscriptions,
+            |subscription, access| {
+                if !access.can_notify_command_event(&path) {
+                    return None;
+                }
+                let mut args = args.clone();
+                if let Some(map) = maps.get(&subscription.recipient) {
+                    args.insert("ParameterMap".to_string(), map.clone());
+                }
+                Some(Note::Event {
+                    object: object.clone(),
+                    name: name.clone(),
+                    args,
+                })
+            },
+            now,
+        )
+        .await
+    }
+
+    /// An asynchronous command finished (`command` is its concrete path, `command_key` the
+    /// Controller's key).
+    pub async fn on_operation_complete(
+        &mut self,
+        dm: &DataModel,
+        command: &str,
+        command_key: &str,
+        result: Result<Args, ProviderError>,
+        now: Instant,
+    ) -> Vec<Outbound> {
+        let subscriptions = self
+            .matching(dm, NotifType::OperationComplete, command)
+            .await;
+        self.deliver(
+            dm,
+            subscriptions,
+            |_, access| {
+                access
+                    .can_notify_command_event(command)
+                    .then(|| Note::Complete {
+                        command: command.to_string(),
+                        key: command_key.to_string(),
+                        result: result.clone(),
+                    })
+            },
+            now,
+        )
+        .await
+    }
+
+    /// A NotifyResp for the Notify with this msg_id: no more retries (R-NOT.9: the
+    /// subscription id it carries is not checked).
+    pub fn on_notify_resp(&mut self, msg_id: &str) {
+        self.pending.remove(msg_id);
+    }
+
+    /// When [`Notifier::due`] has something to do next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let retries = self.pending.values().map(|pending| pending.due);
+        let periodic = self.periodic.values().copied();
+        let expiries = self.expires.values().copied();
+        retries.chain(periodic).chain(expiries).min()
+    }
+
+    /// Retries whose time has come, `Periodic!` events that are due, expired subscriptions
+    /// (deleted from the table, which persists the deletion).
+    pub async fn due(&mut self, dm: &DataModel, now: Instant) -> Vec<Outbound> {
+        let mut outbound = Vec::new();
+        let mut dropped = Vec::new();
+        for (msg_id, pending) in &mut self.pending {
+            if pending.due > now {
+                continue;
+            }
+            if pending.give_up.is_some_and(|give_up| give_up <= now) {
+                dropped.push(msg_id.clone());
+                continue;
+            }
+            pending.retries += 1;
+            pending.due = now + pending.policy.wait(pending.retries + 1, rand::random());
+            outbound.push(pending.out.clone());
+        }
+        for msg_id in dropped {
+            tracing::info!(msg_id, "Notify expired without a NotifyResp");
+            self.pending.remove(&msg_id);
+        }
+
+        let expired: Vec<String> = self
+            .expires
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(row, _)| row.clone())
+            .collect();
+        for row in expired {
+            self.expires.remove(&row);
+            self.index.remove(&row);
+            if let Err(error) = self.tables.delete_instance(&row) {
+                tracing::warn!(%error, row, "could not delete an expired subscription");
+            }
+        }
+
+        outbound.extend(self.periodic_due(dm, now).await);
+        outbound
+    }
+
+    /// Schedules `Periodic!` for every Recipient with a subscription to it and a
+    /// `PeriodicNotifInterval`, and fires the schedules that are due.
+    async fn periodic_due(&mut self, dm: &DataModel, now: Instant) -> Vec<Outbound> {
+        let recipients: Vec<String> = self
+            .index
+            .iter()
+            .filter(|s| s.notif_type == NotifType::Event)
+            .filter(|s| {
+                s.references
+                    .iter()
+                    .any(|r| structural_match(r, PERIODIC_EVENT))
+            })
+            .map(|s| s.recipient.clone())
+            .collect();
+        self.periodic.retain(|row, _| recipients.contains(row));
+        let mut fired_rows = Vec::new();
+        for row in recipients {
+            let value = |name: &str| self.tables.value(&format!("{row}.{name}"));
+            let interval: u64 = value("PeriodicNotifInterval")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if interval == 0 {
+                self.periodic.remove(&row);
+                continue;
+            }
+            let unix = unix_now();
+            let phase = value("PeriodicNotifTime")
+                .and_then(|v| periodic::phase_of(&v))
+                .unwrap_or(unix);
+            let next = now + Duration::from_secs(periodic::seconds_to_next(unix, interval, phase));
+            match self.periodic.get(&row) {
+                None => {
+                    self.periodic.insert(row, next);
+                }
+                Some(at) if *at <= now => {
+                    self.periodic.insert(row.clone(), next);
+                    fired_rows.push(row);
+                }
+                Some(_) => {}
+            }
+        }
+        if fired_rows.is_empty() {
+            return Vec::new();
+        }
+        let subscriptions = self.matching(dm, NotifType::Event, PERIODIC_EVENT).await;
+        let fired = subscriptions
+            .into_iter()
+            .filter(|s| fired_rows.contains(&s.recipient))
+            .collect();
+        self.deliver(
+            dm,
+            fired,
+            |_, access| {
+                access
+                    .can_notify_command_event(PERIODIC_EVENT)
+                    .then(|| Note::Event {
+                        object: "Device.LocalAgent.".to_string(),
+                        name: "Periodic!".to_string(),
+                        args: Args::new(),
+                    })
+            },
+            now,
+        )
+        .await
+    }
+
+    /// The `ParameterMap` of `Boot!` for one Recipient: a JSON object of the values its enabled
+    /// `BootParameter.{i}.ParameterName` patterns resolve to (patterns that match nothing, or
+    /// values it may not read, are left out).
+    async fn parameter_map(&self, dm: &DataModel, recipient: &str, access: &Access) -> String {
+        let table = format!("{recipient}.BootParameter.");
+        let numbers = self.tables.instances(&table).await.unwrap_or_default();
+        let mut map = serde_json::Map::new();
+        for number in numbers {
+            let row = format!("{table}{number}.");
+            let value = |name: &str| {
+                self.tables
+                    .value(&format!("{row}{name}"))
+                    .unwrap_or_default()
+            };
+            if value("Enable") != "true" {
+                continue;
+            }
+            let Ok(resolution) = dm.resolve_str(&value("ParameterName")).await else {
+                continue;
+            };
+            let Leaf::Param(name) = &resolution.leaf else {
+                continue;
+            };
+            let requests: Vec<ReadRequest> = resolution
+                .objects
+                .iter()
+                .map(|object| ReadRequest {
+                    object: object.path.clone(),
+                    supported: object.supported.clone(),
+                    params: vec![name.clone()],
+                })
+                .collect();
+            for (request, answer) in requests.iter().zip(dm.read(&requests).await) {
+                let path = format!("{}{name}", request.object);
+                let Ok(mut values) = answer else { continue };
+                let shown = match access.read_param(&path, param_is_secured(dm, &path)) {
+                    ParamRead::Hidden => continue,
+                    ParamRead::Empty => String::new(),
+                    ParamRead::Value => values.remove(name).unwrap_or_default(),
+                };
+                map.insert(path, serde_json::Value::String(shown));
+            }
+        }
+        serde_json::Value::Object(map).to_string()
+    }
+}
+
+/// Whether a reference confirms a candidate: a structural match, then the data for search
+/// expressions. ObjectCreation references name tables (the new instance's table, or the
+/// instances themselves with a wildcard); ObjectDeletion is matched on the text only, since the
+/// deleted instance can no longer be evaluated.
+async fn reference_matches(
+    dm: &DataModel,
+    notif_type: NotifType,
+    reference: &Path,
+    changed: &str,
+) -> bool {
+    if !structural_match(reference, changed) {
+        return false;
+    }
+    match notif_type {
+        NotifType::ObjectDeletion => true,
+        NotifType::ObjectCreation => {
+            let depth = changed.trim_end_matches('.').split('.').count();
+            let reference_depth = reference.segments.len();
+            let names_the_table = matches!(reference.leaf, Leaf::Object)
+                && (reference_depth + 1 == depth || reference_depth == depth);
+            names_the_table && data_matches(dm, reference, changed).await
+        }
+        _ => data_matches(dm, reference, changed).await,
+    }
+}
+
+async fn data_matches(dm: &DataModel, reference: &Path, changed: &str) -> bool {
+    let needs_data = reference.has_follow()
+        || reference
+            .segments
+            .iter()
+            .any(|segment| matches!(segment, usp_codec::path::Segment::Search(_)));
+    if !needs_data {
+        return true;
+    }
+    dm.reference_matches(reference, changed)
+        .await
+        .unwrap_or(false)
+}
+
+fn param_is_secured(dm: &DataModel, path: &str) -> bool {
+    let Some((object, name)) = path.rsplit_once('.') else {
+        return false;
+    };
+    dm.object_def(&supported(&format!("{object}.")))
+        .and_then(|def| def.param(name))
+        .is_some_and(|def| def.secured)
+}
+
+/// The unique-key values of a new instance (every key's parameters).
+async fn unique_keys(dm: &DataModel, instance: &str) -> BTreeMap<String, String> {
+    let table_supported = supported(instance);
+    let Some(def) = dm.object_def(&table_supported) else {
+        return BTreeMap::new();
+    };
+    let mut names: Vec<String> = def.unique_keys.iter().flatten().cloned().collect();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return BTreeMap::new();
+    }
+    let request = ReadRequest {
+        object: instance.to_string(),
+        supported: table_supported,
+        params: names,
+    };
+    match dm.read(std::slice::from_ref(&request)).await.pop() {
+        Some(Ok(values)) => values.into_iter().collect::<ParamValues>(),
+        _ => BTreeMap::new(),
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use std::sync::Mutex;
+
+    use usp_codec::usp_proto::usp::body::MsgBody;
+    use usp_codec::usp_proto::usp::notify::Notification;
+    use usp_codec::usp_proto::usp::request::ReqType;
+    use usp_dm::{ChangeSink, CommitHook, DmError, Snapshot};
+
+    use super::*;
+    use crate::builtin::local_agent::{self, CONTROLLER_TABLE};
+    use crate::rbac::ControllerTrustProvider;
+
+    const FULL: &str = "Device.LocalAgent.ControllerTrust.Role.1";
+    const RECIPIENT: &str = "Device.LocalAgent.Controller.1";
+
+    struct Fx {
+        dm: DataModel,
+        tables: MemoryProvider,
+        changes: Arc<Mutex<Vec<Change>>>,
+        notifier: Notifier,
+    }
+
+    impl Fx {
+        /// A data model with the LocalAgent tables and ControllerTrust, and Controller.1
+        /// (`ctrl`) holding `roles`.
+        async fn new(roles: &str) -> Fx {
+            let changes: Arc<Mutex<Vec<Change>>> = Arc::default();
+            let sink = Arc::clone(&changes);
+            let mut dm = DataModel::new(ChangeSink::new(move |change| {
+                sink.lock().unwrap().push(change)
+            }));
+            let hook: CommitHook = Arc::new(|_| {});
+            let tables = local_agent::tables(hook.clone()).unwrap();
+            let trust = ControllerTrustProvider::new(&Snapshot::default(), tables.clone(), hook)
+                .await
+                .unwrap();
+            dm.register(Arc::new(tables.clone())).unwrap();
+            dm.register(Arc::new(trust.clone())).unwrap();
+            let controller: ParamValues = [
+                ("EndpointID", "ctrl"),
+                ("Enable", "true"),
+                ("AssignedRole", roles),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            tables.add_instance(CONTROLLER_TABLE, &controller).unwrap();
+            let mut notifier = Notifier::new(tables.clone(), trust.trust());
+            notifier.load().await;
+            let fx = Fx {
+                dm,
+                tables,
+                changes,
+                notifier,
+            };
+            fx.changes.lock().unwrap().clear();
+            fx
+        }
+
+        /// Feeds every pushed change to the notifier.
+        async fn pump(&mut self, now: Instant) -> Vec<Outbound> {
+            let changes = std::mem::take(&mut *self.changes.lock().unwrap());
+            let mut out = Vec::new();
+            for change in changes {
+                out.extend(self.notifier.on_change(&self.dm, &change, now).await);
+            }
+            out
+        }
+
+        async fn add(&mut self, table: &str, params: &[(&str, &str)]) -> Result<u32, DmError> {
+            let resolution = self.dm.resolve_str(table).await.unwrap();
+            let params: ParamValues = params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let mut tx = self.dm.begin();
+            let number = tx.add(&resolution.objects[0], &params).await?;
+            tx.commit().await?;
+            Ok(number)
+        }
+
+        async fn set(&mut self, object: &str, name: &str, value: &str) {
+            let resolution = self.dm.resolve_str(object).await.unwrap();
+            let mut tx = self.dm.begin();
+            tx.set(&resolution.objects[0], name, value).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+
+        async fn subscribe(
+            &mut self,
+            id: &str,
+            notif_type: &str,
+            references: &str,
+            extra: &[(&str, &str)],
+        ) -> Vec<Outbound> {
+            let mut params = vec![
+                ("Enable", "true"),
+                ("ID", id),
+                ("Recipient", RECIPIENT),
+                ("NotifType", notif_type),
+                ("ReferenceList", references),
+            ];
+            params.extend_from_slice(extra);
+            self.add(SUBSCRIPTION_TABLE, &params).await.unwrap();
+            self.pump(Instant::now()).await
+        }
+    }
+
+    fn notify_of(out: &Outbound) -> usp::Notify {
+        let Some(MsgBody::Request(request)) = out.msg.body.clone().and_then(|b| b.msg_body) else {
+            panic!("not a request: {:?}", out.msg);
+        };
+        let Some(ReqType::Notify(notify)) = request.req_type else {
+            panic!("not a Notify: {request:?}");
+        };
+        notify
+    }
+
+    fn msg_id(out: &Outbound) -> String {
+        out.msg.header.as_ref().unwrap().msg_id.clone()
+    }
+
+    #[tokio::test]
+    async fn tp_1_57_object_creation_names_the_instance_and_its_unique_keys() {
+        let mut fx = Fx::new(FULL).await;
+        let out = fx
+            .subscribe(
+                "sub-1",
+                "ObjectCreation",
+                "Device.LocalAgent.Subscription.",
+                &[],
+            )
+            .await;
+        // The subscription's own creation happened before it existed: nothing to report.
+        assert!(out.is_empty());
+        let out = fx
+            .subscribe("sub-2", "ValueChange", "Device.LocalAgent.EndpointID", &[])
+            .await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(out[0].endpoint_id, "ctrl");
+        let notify = notify_of(&out[0]);
+        assert_eq!(notify.subscription_id, "sub-1");
+        assert!(!notify.send_resp);
+        let Some(Notification::ObjCreation(creation)) = notify.notification else {
+            panic!("expected ObjectCreation: {notify:?}");
+        };
+        assert_eq!(creation.obj_path, "Device.LocalAgent.Subscription.2.");
+        assert_eq!(
+            creation.unique_keys.get("ID").map(String::as_str),
+            Some("sub-2")
+        );
+        assert_eq!(
+            creation.unique_keys.get("Recipient").map(String::as_str),
+            Some(RECIPIENT)
+        );
+    }
+
+    #[tokio::test]
+    async fn tp_1_54_value_change_is_retried_in_the_spec_windows_until_answered() {
+        let mut fx = Fx::new(FULL).await;
+        fx.subscribe(
+            "vc",
+            "ValueChange",
+            "Device.LocalAgent.Controller.1.ProvisioningCode",
+            &[("NotifRetry", "true")],
+        )
+        .await;
+        let start = Instant::now();
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "abc")
+            .await;
+        let out = fx.pump(start).await;
+        assert_eq!(out.len(), 1, "{out:?}");
+        let notify = notify_of(&out[0]);
+        assert!(notify.send_resp);
+        let Some(Notification::ValueChange(change)) = &notify.notification else {
+            panic!("expected ValueChange: {notify:?}");
+        };
+        assert_eq!(
+            change.param_path,
+            "Device.LocalAgent.Controller.1.ProvisioningCode"
+        );
+        assert_eq!(change.param_value, "abc");
+        let first_id = msg_id(&out[0]);
+
+        let first_retry = fx.notifier.next_deadline().unwrap() - start;
+        assert!(
+            (5.0..=10.0).contains(&first_retry.as_secs_f64()),
+            "{first_retry:?}"
+        );
+        assert!(
+            fx.notifier
+                .due(&fx.dm, start + Duration::from_secs(4))
+                .await
+                .is_empty()
+        );
+        let at = start + first_retry;
+        let retried = fx.notifier.due(&fx.dm, at).await;
+        assert_eq!(retried.len(), 1);
+        assert_eq!(msg_id(&retried[0]), first_id, "a retry reuses the msg_id");
+
+        let second_retry = fx.notifier.next_deadline().unwrap() - at;
+        assert!(
+            (10.0..=20.0).contains(&second_retry.as_secs_f64()),
+            "{second_retry:?}"
+        );
+        fx.notifier.on_notify_resp(&first_id);
+        assert_eq!(fx.notifier.awaiting_response(), 0);
+        assert!(
+            fx.notifier
+                .due(&fx.dm, at + Duration::from_secs(3600))
+                .await
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn notif_expiration_stops_the_retries() {
+        let mut fx = Fx::new(FULL).await;
+        fx.subscribe(
+            "vc",
+            "ValueChange",
+            "Device.LocalAgent.Controller.*.ProvisioningCode",
+            &[("NotifRetry", "true"), ("NotifExpiration", "12")],
+        )
+        .await;
+        let start = Instant::now();
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "x")
+            .await;
+        assert_eq!(fx.pump(start).await.len(), 1);
+        let late = start + Duration::from_secs(12);
+        assert!(fx.notifier.due(&fx.dm, late).await.is_empty());
+        assert_eq!(fx.notifier.awaiting_response(), 0);
+    }
+
+    #[tokio::test]
+    async fn search_expression_references_follow_the_data() {
+        let mut fx = Fx::new(FULL).await;
+        fx.subscribe(
+            "vc",
+            "ValueChange",
+            r#"Device.LocalAgent.Controller.[EndpointID=="ctrl"].ProvisioningCode"#,
+            &[],
+        )
+        .await;
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "one")
+            .await;
+        assert_eq!(fx.pump(Instant::now()).await.len(), 1);
+        fx.set("Device.LocalAgent.Controller.1.", "EndpointID", "other")
+            .await;
+        fx.pump(Instant::now()).await;
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "two")
+            .await;
+        assert!(fx.pump(Instant::now()).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn notifications_need_the_recipients_notify_permission() {
+        let mut fx = Fx::new(FULL).await;
+        // A role that reads everything and may be notified of nothing.
+        fx.add(
+            "Device.LocalAgent.ControllerTrust.Role.",
+            &[("Enable", "true"), ("Name", "Reader")],
+        )
+        .await
+        .unwrap();
+        fx.add(
+            "Device.LocalAgent.ControllerTrust.Role.3.Permission.",
+            &[
+                ("Enable", "true"),
+                ("Targets", "Device."),
+                ("Param", "r---"),
+                ("Obj", "r---"),
+                ("InstantiatedObj", "r---"),
+                ("CommandEvent", "r---"),
+            ],
+        )
+        .await
+        .unwrap();
+        fx.set(
+            "Device.LocalAgent.Controller.1.",
+            "AssignedRole",
+            "Device.LocalAgent.ControllerTrust.Role.3",
+        )
+        .await;
+        fx.pump(Instant::now()).await;
+        fx.subscribe("vc", "ValueChange", "Device.LocalAgent.Controller.1.", &[])
+            .await;
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "x")
+            .await;
+        assert!(fx.pump(Instant::now()).await.is_empty());
+
+        fx.set(
+            "Device.LocalAgent.ControllerTrust.Role.3.Permission.1.",
+            "Param",
+            "r--n",
+        )
+        .await;
+        fx.pump(Instant::now()).await;
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "y")
+            .await;
+        assert_eq!(fx.pump(Instant::now()).await.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn object_deletion_and_disabled_subscriptions() {
+        let mut fx = Fx::new(FULL).await;
+        fx.subscribe(
+            "del",
+            "ObjectDeletion",
+            "Device.LocalAgent.Subscription.*.",
+            &[],
+        )
+        .await;
+        fx.subscribe("other", "ValueChange", "Device.LocalAgent.EndpointID", &[])
+            .await;
+        fx.tables
+            .delete_instance("Device.LocalAgent.Subscription.2.")
+            .unwrap();
+        let out = fx.pump(Instant::now()).await;
+        assert_eq!(out.len(), 1);
+        let Some(Notification::ObjDeletion(deletion)) = notify_of(&out[0]).notification else {
+            panic!("expected ObjectDeletion");
+        };
+        assert_eq!(deletion.obj_path, "Device.LocalAgent.Subscription.2.");
+
+        fx.set("Device.LocalAgent.Subscription.1.", "Enable", "false")
+            .await;
+        fx.pump(Instant::now()).await;
+        assert_eq!(fx.notifier.subscriptions(), 0);
+        fx.tables
+            .add_instance(SUBSCRIPTION_TABLE, &ParamValues::new())
+            .unwrap();
+        fx.tables
+            .delete_instance("Device.LocalAgent.Subscription.3.")
+            .unwrap();
+        assert!(fx.pump(Instant::now()).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn boot_event_carries_each_recipients_parameter_map() {
+        let mut fx = Fx::new(FULL).await;
+        fx.tables
+            .add_instance(
+                "Device.LocalAgent.Controller.1.BootParameter.",
+                &[
+                    ("Enable".to_string(), "true".to_string()),
+                    (
+                        "ParameterName".to_string(),
+                        "Device.LocalAgent.Controller.*.EndpointID".to_string(),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            )
+            .unwrap();
+        fx.subscribe("boot", "Event", "Device.Boot!", &[]).await;
+        let args = Args::from([("Cause".to_string(), "LocalReboot".to_string())]);
+        let out = fx
+            .notifier
+            .on_event(&fx.dm, "Device.", "Boot!", args, Instant::now())
+            .await;
+        assert_eq!(out.len(), 1);
+        let Some(Notification::Event(event)) = notify_of(&out[0]).notification else {
+            panic!("expected an Event");
+        };
+        assert_eq!(
+            (event.obj_path.as_str(), event.event_name.as_str()),
+            ("Device.", "Boot!")
+        );
+        assert_eq!(event.params["Cause"], "LocalReboot");
+        assert_eq!(
+            event.params["ParameterMap"],
+            r#"{"Device.LocalAgent.Controller.1.EndpointID":"ctrl"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn periodic_event_fires_every_interval() {
+        let mut fx = Fx::new(FULL).await;
+        fx.set(
+            "Device.LocalAgent.Controller.1.",
+            "PeriodicNotifInterval",
+            "60",
+        )
+        .await;
+        fx.pump(Instant::now()).await;
+        fx.subscribe("p", "Event", "Device.LocalAgent.Periodic!", &[])
+            .await;
+        let start = Instant::now();
+        assert!(fx.notifier.due(&fx.dm, start).await.is_empty());
+        let first = fx.notifier.next_deadline().unwrap();
+        let wait = first - start;
+        assert!(
+            wait <= Duration::from_secs(60) && wait > Duration::from_secs(55),
+            "{wait:?}"
+        );
+        let out = fx.notifier.due(&fx.dm, first).await;
+        assert_eq!(out.len(), 1);
+        let Some(Notification::Event(event)) = notify_of(&out[0]).notification else {
+            panic!("expected Periodic!");
+        };
+        assert_eq!(event.event_name, "Periodic!");
+        let second = fx.notifier.next_deadline().unwrap() - first;
+        assert!((56..=64).contains(&second.as_secs()), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn time_to_live_deletes_the_subscription() {
+        let mut fx = Fx::new(FULL).await;
+        fx.subscribe(
+            "ttl",
+            "ValueChange",
+            "Device.LocalAgent.",
+            &[("TimeToLive", "10")],
+        )
+        .await;
+        let deadline = fx.notifier.next_deadline().unwrap();
+        assert!(deadline <= Instant::now() + Duration::from_secs(10));
+        fx.notifier.due(&fx.dm, deadline).await;
+        assert_eq!(fx.notifier.subscriptions(), 0);
+        assert!(
+            fx.tables
+                .instances(SUBSCRIPTION_TABLE)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
