@@ -68,7 +68,8 @@ pub enum TransportConfig {
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Trust store: CA certificates that peers' certificates must chain to. A server with a trust
-    /// store requires a client certificate (R-MTP.1); a client without one trusts nothing.
+    /// store requires a client certificate (R-MTP.1); a client without one trusts the Mozilla
+    /// root CAs.
     pub ca_file: Option<PathBuf>,
     /// Our certificate chain (required for servers, optional client certificate for clients).
     pub cert_file: Option<PathBuf>,

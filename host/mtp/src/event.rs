@@ -167,13 +167,12 @@ impl PeerCertificate {
 /// Who the TLS peer of a connection is, as far as authentication goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAuth {
-    /// No TLS, TLS without a peer certificate, UDS, or MQTT (whose TLS session rumqttc does
-    /// not expose).
+    /// No TLS, TLS without a peer certificate, or UDS.
     None,
     /// The controller itself presented this certificate (WebSocket, either role).
     Endpoint(PeerCertificate),
-    /// The STOMP broker presented this certificate; it says nothing about the controller
-    /// unless the broker is trusted (R-SEC.4a).
+    /// The MQTT or STOMP broker presented this certificate; it says nothing about the
+    /// controller unless the broker is trusted (R-SEC.4a).
     Broker(PeerCertificate),
 }
 

@@ -6,9 +6,13 @@ use std::io::BufReader;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::sync::{Mutex, PoisonError};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use x509_parser::extensions::GeneralName;
 
 use crate::config::TlsConfig;
@@ -100,12 +104,115 @@ fn roots(tls: &TlsConfig) -> Result<RootCertStore, TlsError> {
     Ok(store)
 }
 
-/// A client configuration: the server must chain to `ca_file`; `cert_file`/`key_file`, when
-/// given, are presented as the client certificate.
+/// A client's trust store: `ca_file`, or the Mozilla roots when none is configured.
+fn client_roots(tls: &TlsConfig) -> Result<RootCertStore, TlsError> {
+    if tls.ca_file.is_some() {
+        return roots(tls);
+    }
+    Ok(RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    })
+}
+
+/// The end-entity certificate the server of the latest handshake presented, for transports
+/// whose library keeps the TLS session to itself (rumqttc).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeenCertificate(Arc<Mutex<Option<CertificateDer<'static>>>>);
+
+impl SeenCertificate {
+    pub(crate) fn get(&self) -> Option<PeerCertificate> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(peer_certificate)
+    }
+}
+
+/// Verifies exactly as the standard WebPKI verifier does and remembers the certificate.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: SeenCertificate,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        *self.seen.0.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(end_entity.clone().into_owned());
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// [`client_config`] that also reports the server's certificate after each handshake.
+pub(crate) fn recording_client_config(
+    tls: &TlsConfig,
+) -> Result<(Arc<ClientConfig>, SeenCertificate), TlsError> {
+    let seen = SeenCertificate::default();
+    let verifier = Recording {
+        inner: WebPkiServerVerifier::builder_with_provider(
+            Arc::new(client_roots(tls)?),
+            provider(),
+        )
+        .build()?,
+        seen: seen.clone(),
+    };
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier));
+    Ok((with_client_auth(builder, tls)?, seen))
+}
+
+/// A client configuration: the server must chain to `ca_file` (the Mozilla roots when none is
+/// given); `cert_file`/`key_file`, when given, are presented as the client certificate.
 pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots(tls)?);
+        .with_root_certificates(client_roots(tls)?);
+    with_client_auth(builder, tls)
+}
+
+fn with_client_auth(
+    builder: rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>,
+    tls: &TlsConfig,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let config = match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
             builder.with_client_auth_cert(read_certs(cert)?, read_key(key)?)?

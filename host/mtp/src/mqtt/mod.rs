@@ -24,7 +24,7 @@ use crate::config::{MqttConfig, MqttVersion};
 use crate::event::{Dest, LinkInfo, PeerAuth};
 use crate::link::{Ctx, Outbound};
 use crate::records::{self, ConnectKind};
-use crate::tls;
+use crate::tls::{self, SeenCertificate};
 use topic::Topics;
 
 /// Records kept while the connection is down or not yet subscribed; older ones are dropped
@@ -87,12 +87,21 @@ fn qos(level: u8) -> (rumqttc::QoS, Q5) {
     }
 }
 
-fn connect(cfg: &MqttConfig, ctx: &Ctx, client_id: &str) -> Result<(Client, Loop), String> {
-    let transport = match &cfg.tls {
-        None => Transport::Tcp,
-        Some(t) => Transport::tls_with_config(TlsConfiguration::Rustls(
-            tls::client_config(t).map_err(|e| e.to_string())?,
-        )),
+/// A new client and event loop, and where the broker's certificate will be once TLS is up.
+fn connect(
+    cfg: &MqttConfig,
+    ctx: &Ctx,
+    client_id: &str,
+) -> Result<(Client, Loop, Option<SeenCertificate>), String> {
+    let (transport, seen) = match &cfg.tls {
+        None => (Transport::Tcp, None),
+        Some(t) => {
+            let (config, seen) = tls::recording_client_config(t).map_err(|e| e.to_string())?;
+            (
+                Transport::tls_with_config(TlsConfiguration::Rustls(config)),
+                Some(seen),
+            )
+        }
     };
     let keep_alive = Duration::from_secs(u64::from(cfg.keep_alive_secs));
     let max_packet = ctx.max_record_size.saturating_add(PACKET_OVERHEAD);
@@ -120,7 +129,7 @@ fn connect(cfg: &MqttConfig, ctx: &Ctx, client_id: &str) -> Result<(Client, Loop
                 opts.set_credentials(u, "");
             }
             let (c, l) = rumqttc::AsyncClient::new(opts, REQUEST_CAPACITY);
-            Ok((Client::V4(c), Loop::V4(Box::new(l))))
+            Ok((Client::V4(c), Loop::V4(Box::new(l)), seen))
         }
         MqttVersion::V5 => {
             let mut opts =
@@ -138,7 +147,7 @@ fn connect(cfg: &MqttConfig, ctx: &Ctx, client_id: &str) -> Result<(Client, Loop
                 opts.set_credentials(u, cfg.password.as_deref().unwrap_or(""));
             }
             let (c, l) = rumqttc::v5::AsyncClient::new(opts, REQUEST_CAPACITY);
-            Ok((Client::V5(c), Loop::V5(Box::new(l))))
+            Ok((Client::V5(c), Loop::V5(Box::new(l)), seen))
         }
     }
 }
@@ -347,8 +356,8 @@ async fn connection(
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> Ended {
-    let (client, mut lp) = match connect(cfg, ctx, client_id) {
-        Ok(pair) => pair,
+    let (client, mut lp, seen) = match connect(cfg, ctx, client_id) {
+        Ok(parts) => parts,
         Err(reason) => return Ended::Disabled(reason),
     };
     let mut topics = Topics::new(cfg);
@@ -426,9 +435,10 @@ async fn connection(
                     let reply = topics
                         .reply_topic(&topic, response_topic.as_deref(), from.as_deref())
                         .unwrap_or_default();
-                    // rumqttc keeps its TLS session to itself, so the broker's certificate
-                    // cannot be reported here (STOMP reports it as PeerAuth::Broker).
-                    let peer = PeerAuth::None;
+                    let peer = seen
+                        .as_ref()
+                        .and_then(SeenCertificate::get)
+                        .map_or(PeerAuth::None, PeerAuth::Broker);
                     if ctx.deliver(bytes, Dest::Topic(reply), peer).await.is_err() {
                         tracing::info!(mtp = %ctx.name, %topic, "PUBLISH dropped");
                     }

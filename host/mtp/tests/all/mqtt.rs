@@ -38,7 +38,17 @@ struct Ctl5 {
 
 impl Ctl5 {
     async fn connect(port: u16, id: &str, filters: &[&str]) -> Ctl5 {
-        let opts = MqttOptions::new(id, "127.0.0.1", port);
+        Self::connect_with(port, id, filters, None).await
+    }
+
+    async fn connect_with(port: u16, id: &str, filters: &[&str], tls: Option<&TlsConfig>) -> Ctl5 {
+        let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+        if let Some(t) = tls {
+            let config = usp_mtp::tls::client_config(t).unwrap();
+            opts.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(config),
+            ));
+        }
         let (client, mut lp) = AsyncClient::new(opts, 16);
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -277,16 +287,46 @@ async fn mqtt311_uses_reply_to_topic_suffix() {
 async fn mqtt_over_tls_both_versions() {
     let certs = support::Certs::new();
     let broker = Mosquitto::start(Some(&certs));
+    let tls = certs.client(None);
     for (i, version) in [MqttVersion::V5, MqttVersion::V3_1_1]
         .into_iter()
         .enumerate()
     {
+        let reply_topic = format!("ctl/tls-{i}");
+        let filter = format!("{reply_topic}/#");
+        let mut ctl =
+            Ctl5::connect_with(broker.port, &format!("ctl-tls-{i}"), &[&filter], Some(&tls)).await;
         let name = format!("tls-{i}");
         let (mtps, mut rx) = start(settings(vec![(
             &name,
-            mqtt(broker.port, version, Some(certs.client(None))),
+            mqtt(broker.port, version, Some(tls.clone())),
         )]));
         up(&mut rx, &name).await;
+        let topic = match version {
+            MqttVersion::V5 => AGENT_TOPIC.to_string(),
+            MqttVersion::V3_1_1 => {
+                format!("{AGENT_TOPIC}/reply-to={}", reply_topic.replace('/', "%2F"))
+            }
+        };
+        ctl.publish(
+            &topic,
+            support::record(CONTROLLER, AGENT, b"tls"),
+            Some(&reply_topic),
+        )
+        .await;
+        let inbound = record(&mut rx).await;
+        let PeerAuth::Broker(cert) = &inbound.peer else {
+            panic!("{version:?}: no broker certificate: {:?}", inbound.peer)
+        };
+        assert!(
+            cert.identities.iter().any(|id| id == "localhost"),
+            "{:?}",
+            cert.identities
+        );
+        mtps.send(&inbound.reply, b"over tls".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(ctl.next().await.payload, b"over tls");
         mtps.shutdown().await;
     }
     // A client that does not trust the broker's CA never comes up.
