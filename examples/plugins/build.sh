@@ -201,13 +201,13 @@ build_one() {
     ln -f "$cached" "$dest/$lang.wasm" 2>/dev/null || cp "$cached" "$dest/$lang.wasm"
 }
 
-ensure_python
-ensure_npm
-ensure_c
 if [ "$regen_c" = 1 ]; then
     regen_c_bindings
 fi
 check_c_bindings
+ensure_python
+ensure_npm
+ensure_c
 # The three builds are independent; componentize-py and componentize-js are mostly serial, so
 # running them side by side roughly halves a cold build on two cores.
 pids=()
