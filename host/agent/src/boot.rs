@@ -112,48 +112,95 @@ pub fn factory_snapshot(entries: &[Entry], schema: &Schema) -> (Snapshot, Vec<St
     (snapshot, problems)
 }
 
-/// Loads the stored tables: from the store, or (when `fresh`) from the factory-reset file,
-/// writing the resulting state to the store in one transaction.
-pub fn load_tables(
-    store: &mut Store,
-    tables: &MemoryProvider,
+/// The rows the built-in tables start from: what the store holds, or (when `fresh`) the
+/// factory-reset file's rows checked against `schema` (the schema of every stored table).
+/// Problems with the file are logged, never fatal.
+pub fn initial_rows(
+    store: &Store,
     schema: &Schema,
     fresh: bool,
     factory_file: Option<&Path>,
-) -> Result<(), BootError> {
+) -> Result<Snapshot, BootError> {
     if !fresh {
-        let report = tables.restore(&store.load()?);
-        for path in report.skipped {
-            tracing::warn!(%path, "stored value no longer fits the data model; ignored");
-        }
-        return Ok(());
+        return Ok(store.load()?);
     }
-    if let Some(file) = factory_file {
-        let text = std::fs::read_to_string(file).map_err(|source| BootError::FactoryFile {
-            path: file.display().to_string(),
-            source,
-        })?;
-        let parsed = factory_reset::parse(&text);
-        for error in &parsed.errors {
-            tracing::warn!(file = %file.display(), "factory-reset {error}; skipped");
-        }
-        let (snapshot, problems) = factory_snapshot(&parsed.entries, schema);
-        for problem in problems {
-            tracing::warn!(file = %file.display(), "factory-reset {problem}");
-        }
-        let report = tables.restore(&snapshot);
-        for path in report.skipped {
-            tracing::warn!(file = %file.display(), %path, "factory-reset value could not be placed; skipped");
-        }
-        tracing::info!(
-            file = %file.display(),
-            values = snapshot.params.len(),
-            "applied factory-reset file"
-        );
+    let Some(file) = factory_file else {
+        return Ok(Snapshot::default());
+    };
+    let text = std::fs::read_to_string(file).map_err(|source| BootError::FactoryFile {
+        path: file.display().to_string(),
+        source,
+    })?;
+    let parsed = factory_reset::parse(&text);
+    for error in &parsed.errors {
+        tracing::warn!(file = %file.display(), "factory-reset {error}; skipped");
     }
-    store.replace_all(&tables.snapshot())?;
-    store.set_meta(meta::FACTORY_RESET_PENDING, None)?;
-    Ok(())
+    let (snapshot, problems) = factory_snapshot(&parsed.entries, schema);
+    for problem in problems {
+        tracing::warn!(file = %file.display(), "factory-reset {problem}");
+    }
+    tracing::info!(
+        file = %file.display(),
+        values = snapshot.params.len(),
+        "applying factory-reset file"
+    );
+    Ok(snapshot)
+}
+
+/// Splits rows into those under `prefix` and the rest.
+pub fn split(snapshot: Snapshot, prefix: &str) -> (Snapshot, Snapshot) {
+    let mut inside = Snapshot::default();
+    let mut outside = Snapshot::default();
+    for path in snapshot.instances {
+        let part = if path.starts_with(prefix) {
+            &mut inside
+        } else {
+            &mut outside
+        };
+        part.instances.push(path);
+    }
+    for (path, value) in snapshot.params {
+        let part = if path.starts_with(prefix) {
+            &mut inside
+        } else {
+            &mut outside
+        };
+        part.params.push((path, value));
+    }
+    for (path, next) in snapshot.next_instance {
+        let part = if path.starts_with(prefix) {
+            &mut inside
+        } else {
+            &mut outside
+        };
+        part.next_instance.push((path, next));
+    }
+    (inside, outside)
+}
+
+/// Loads rows into a memory provider, logging what no longer fits its schema.
+pub fn restore(provider: &MemoryProvider, rows: &Snapshot) {
+    for path in provider.restore(rows).skipped {
+        tracing::warn!(%path, "stored value does not fit the data model; ignored");
+    }
+}
+
+/// After a fresh start, makes the store hold exactly `rows` (one transaction) and clears the
+/// pending factory-reset mark.
+pub fn persist_fresh(store: &mut Store, rows: &Snapshot) -> Result<(), StoreError> {
+    store.replace_all(rows)?;
+    store.set_meta(meta::FACTORY_RESET_PENDING, None)
+}
+
+/// Joins row sets (disjoint subtrees).
+pub fn join(parts: impl IntoIterator<Item = Snapshot>) -> Snapshot {
+    let mut all = Snapshot::default();
+    for part in parts {
+        all.instances.extend(part.instances);
+        all.params.extend(part.params);
+        all.next_instance.extend(part.next_instance);
+    }
+    all
 }
 
 /// Reads and clears the stored boot cause; without one the cause is `LocalFactoryReset` on a
@@ -268,7 +315,7 @@ mod tests {
     }
 
     #[test]
-    fn first_boot_applies_the_file_and_persists_it() {
+    fn first_boot_applies_the_file_and_later_boots_read_the_store() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("factory.txt");
         std::fs::write(
@@ -278,34 +325,38 @@ mod tests {
         .unwrap();
         let (mut store, opened) = Store::open(&dir.path().join("agent.db")).unwrap();
         let tables = local_agent::tables(Arc::new(|_| {})).unwrap();
-        load_tables(
-            &mut store,
-            &tables,
-            &schema(),
-            opened.is_fresh(),
-            Some(&file),
-        )
-        .unwrap();
-        assert_eq!(
-            tables
-                .value("Device.LocalAgent.Controller.3.EndpointID")
-                .as_deref(),
-            Some("self::c")
-        );
-        let stored = store.load().unwrap();
-        assert!(
-            stored
-                .instances
-                .contains(&"Device.LocalAgent.Controller.3.".to_string())
-        );
+        let rows = initial_rows(&store, &schema(), opened.is_fresh(), Some(&file)).unwrap();
+        restore(&tables, &rows);
+        let endpoint = "Device.LocalAgent.Controller.3.EndpointID";
+        assert_eq!(tables.value(endpoint).as_deref(), Some("self::c"));
+        persist_fresh(&mut store, &tables.snapshot()).unwrap();
         let again = local_agent::tables(Arc::new(|_| {})).unwrap();
-        load_tables(&mut store, &again, &schema(), false, None).unwrap();
-        assert_eq!(
-            again
-                .value("Device.LocalAgent.Controller.3.EndpointID")
-                .as_deref(),
-            Some("self::c")
+        restore(
+            &again,
+            &initial_rows(&store, &schema(), false, Some(&file)).unwrap(),
         );
+        assert_eq!(again.value(endpoint).as_deref(), Some("self::c"));
+    }
+
+    #[test]
+    fn split_and_join_partition_rows_by_prefix() {
+        let rows = Snapshot {
+            instances: vec!["Device.A.1.".into(), "Device.B.1.".into()],
+            params: vec![
+                ("Device.A.1.X".into(), "1".into()),
+                ("Device.B.1.Y".into(), "2".into()),
+            ],
+            next_instance: vec![("Device.A.".into(), 2)],
+        };
+        let (a, rest) = split(rows.clone(), "Device.A.");
+        assert_eq!(a.instances, vec!["Device.A.1.".to_string()]);
+        assert_eq!(
+            rest.params,
+            vec![("Device.B.1.Y".to_string(), "2".to_string())]
+        );
+        let mut joined = join([a, rest]);
+        joined.instances.sort();
+        assert_eq!(joined.instances, rows.instances);
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub struct Config {
     /// `[plugins]`: where WebAssembly data-model plugins are loaded from.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// `[[mtp]]`: the message transports (MQTT, STOMP, WebSocket, UDS), each with a unique
+    /// `name` and a `protocol`; see `usp_mtp::MtpConfig`. Default: none (local CLI only).
+    #[serde(default)]
+    pub mtp: Vec<usp_mtp::MtpConfig>,
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     base_dir: PathBuf,
@@ -192,6 +196,7 @@ impl Config {
             message: err.to_string(),
         })?;
         config.base_dir = base_dir;
+        config.resolve_mtp_paths();
         Ok(config)
     }
 
@@ -293,6 +298,36 @@ impl Config {
         self.plugins.dir.as_ref().map(|path| self.resolve(path))
     }
 
+    /// MTP files (UDS socket, TLS certificates and keys) are relative to the config file too,
+    /// not to the agent's working directory.
+    fn resolve_mtp_paths(&mut self) {
+        use usp_mtp::TransportConfig;
+        let base = &self.base_dir;
+        let resolve = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        };
+        for mtp in &mut self.mtp {
+            let tls = match &mut mtp.transport {
+                TransportConfig::Uds(uds) => {
+                    resolve(&mut uds.path);
+                    None
+                }
+                TransportConfig::Mqtt(mqtt) => mqtt.tls.as_mut(),
+                TransportConfig::Stomp(stomp) => stomp.tls.as_mut(),
+                TransportConfig::WebSocketServer(ws) => ws.tls.as_mut(),
+                TransportConfig::WebSocketClient(ws) => ws.tls.as_mut(),
+            };
+            if let Some(tls) = tls {
+                [&mut tls.ca_file, &mut tls.cert_file, &mut tls.key_file]
+                    .into_iter()
+                    .flatten()
+                    .for_each(resolve);
+            }
+        }
+    }
+
     fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() {
             path.to_path_buf()
@@ -303,7 +338,10 @@ impl Config {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
 
@@ -391,5 +429,26 @@ mod tests {
             _ => None,
         });
         assert_eq!(config.endpoint_id(), "os::00D09E-SN42");
+    }
+
+    #[test]
+    fn relative_mtp_paths_resolve_against_the_config_directory() {
+        let config = Config::from_toml(
+            "[[mtp]]\nname = \"uds\"\nprotocol = \"uds\"\npath = \"state/usp.sock\"\n\
+             [[mtp]]\nname = \"ws\"\nprotocol = \"websocket-server\"\n\
+             [mtp.tls]\ncert_file = \"tls/agent.pem\"\nkey_file = \"/etc/agent.key\"\n",
+            "/opt/agent",
+        )
+        .unwrap();
+        let usp_mtp::TransportConfig::Uds(uds) = &config.mtp[0].transport else {
+            panic!("not uds: {:?}", config.mtp[0]);
+        };
+        assert_eq!(uds.path, PathBuf::from("/opt/agent/state/usp.sock"));
+        let usp_mtp::TransportConfig::WebSocketServer(ws) = &config.mtp[1].transport else {
+            panic!("not a WebSocket server: {:?}", config.mtp[1]);
+        };
+        let tls = ws.tls.as_ref().unwrap();
+        assert_eq!(tls.cert_file, Some(PathBuf::from("/opt/agent/tls/agent.pem")));
+        assert_eq!(tls.key_file, Some(PathBuf::from("/etc/agent.key")));
     }
 }

@@ -133,7 +133,10 @@ fn parse_line(raw: &str) -> Result<Option<Line>, LineErrorKind> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, reason = "a test fails loudly on an unexpected error")]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
 mod tests {
     use super::*;
 

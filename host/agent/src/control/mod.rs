@@ -2,5 +2,7 @@
 //!
 //! Layout:
 //! - [`frame`]: length-prefixed frames and the hello carrying the agent's Endpoint ID.
+//! - [`server`]: the agent's listener, forwarding frames to the data-model actor.
 
 pub mod frame;
+pub mod server;

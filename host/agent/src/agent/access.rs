@@ -1,0 +1,162 @@
+//! Who a Record's sender is: the Controller's row in `Device.LocalAgent.Controller.` and its
+//! roles; and the adapter that lets the message handlers ask `usp-rbac` their access questions.
+
+use usp_dm::{MemoryProvider, Provider};
+use usp_rbac::{Access, ParamRead};
+
+use crate::builtin::local_agent::CONTROLLER_TABLE;
+use crate::messages::{AccessCheck, Role};
+
+/// The message handlers' access questions answered by `usp-rbac`.
+pub(crate) struct RbacAccess(pub Access);
+
+impl AccessCheck for RbacAccess {
+    fn can_read_param(&self, path: &str) -> bool {
+        self.0.can_read_param(path)
+    }
+
+    fn can_read_secured(&self, path: &str) -> bool {
+        self.0.read_param(path, true) == ParamRead::Value
+    }
+
+    fn can_write_param(&self, path: &str) -> bool {
+        self.0.can_write_param(path)
+    }
+
+    fn can_read_obj(&self, path: &str) -> bool {
+        self.0.can_read_obj(path)
+    }
+
+    fn can_read_instance(&self, path: &str) -> bool {
+        self.0.can_read_instance(path)
+    }
+
+    fn can_add(&self, table: &str) -> bool {
+        self.0.can_add(table)
+    }
+
+    fn can_delete(&self, instance: &str) -> bool {
+        self.0.can_delete(instance)
+    }
+
+    fn can_operate(&self, command: &str) -> bool {
+        self.0.can_operate(command)
+    }
+
+    fn can_read_command_event(&self, path: &str) -> bool {
+        self.0.can_read_command_event(path)
+    }
+}
+
+/// A known Controller: its row and role references.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KnownController {
+    /// `Device.LocalAgent.Controller.2` (no final dot: the form Recipient references use).
+    pub row: String,
+    /// `AssignedRole` and `InheritedRole` items.
+    pub role: Role,
+}
+
+/// The enabled Controller row whose `EndpointID` is `endpoint_id`, if any.
+pub(crate) async fn find_controller(
+    tables: &MemoryProvider,
+    endpoint_id: &str,
+) -> Option<KnownController> {
+    let numbers = tables.instances(CONTROLLER_TABLE).await.ok()?;
+    match_controller(tables, numbers, endpoint_id)
+}
+
+/// [`find_controller`] for synchronous callers: lists the rows from a snapshot of the tables,
+/// which is small (Controllers, MTPs, subscriptions, requests).
+pub(crate) fn find_controller_now(
+    tables: &MemoryProvider,
+    endpoint_id: &str,
+) -> Option<KnownController> {
+    let numbers = tables
+        .snapshot()
+        .instances
+        .iter()
+        .filter_map(|path| path.strip_prefix(CONTROLLER_TABLE))
+        .filter_map(|rest| rest.strip_suffix('.'))
+        .filter_map(|number| number.parse().ok())
+        .collect();
+    match_controller(tables, numbers, endpoint_id)
+}
+
+fn match_controller(
+    tables: &MemoryProvider,
+    numbers: Vec<u32>,
+    endpoint_id: &str,
+) -> Option<KnownController> {
+    numbers.into_iter().find_map(|number| {
+        let row = format!("{CONTROLLER_TABLE}{number}");
+        let value = |name: &str| tables.value(&format!("{row}.{name}")).unwrap_or_default();
+        if value("EndpointID") != endpoint_id || value("Enable") != "true" {
+            return None;
+        }
+        let references = [value("AssignedRole"), value("InheritedRole")]
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect();
+        Some(KnownController {
+            row,
+            role: Role { references },
+        })
+    })
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "a test fails loudly on an unexpected error"
+)]
+mod tests {
+    use super::*;
+    use crate::builtin::local_agent;
+    use std::sync::Arc;
+    use usp_dm::ParamValues;
+
+    fn row(endpoint: &str, enable: &str, role: &str) -> ParamValues {
+        [
+            ("EndpointID", endpoint),
+            ("Enable", enable),
+            ("AssignedRole", role),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn only_enabled_rows_identify_a_controller() {
+        let tables = local_agent::tables(Arc::new(|_| {})).unwrap();
+        tables
+            .add_instance(CONTROLLER_TABLE, &row("self::off", "false", ""))
+            .unwrap();
+        tables
+            .add_instance(
+                CONTROLLER_TABLE,
+                &row(
+                    "self::on",
+                    "true",
+                    "Device.LocalAgent.ControllerTrust.Role.1",
+                ),
+            )
+            .unwrap();
+        assert_eq!(find_controller(&tables, "self::off").await, None);
+        assert_eq!(
+            find_controller_now(&tables, "self::on"),
+            find_controller(&tables, "self::on").await
+        );
+        assert_eq!(find_controller(&tables, "self::nobody").await, None);
+        let known = find_controller(&tables, "self::on").await.unwrap();
+        assert_eq!(known.row, "Device.LocalAgent.Controller.2");
+        assert_eq!(
+            known.role.references,
+            vec!["Device.LocalAgent.ControllerTrust.Role.1".to_string()]
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! The data-model actor: the one task that owns the [`DataModel`] and the [`Store`]. Records
+//! from the control socket (and the MTPs), changes pushed by providers and device actions all
+//! arrive over channels and are handled one at a time, in order, like obuspa's single
+//! data-model thread but without locks around the model.
+//!
+//! Per Record (R-MTP.5, R-E2E.1): oversized Records are dropped; [`record::classify`] drops
+//! what is not for us and builds the Error answers R-MTP.5 allows; a Msg from an endpoint that
+//! is not an enabled `Device.LocalAgent.Controller.{i}` is dropped with a log line unless the
+//! config serves it under the Untrusted role. The handlers' committed writes are written to
+//! SQLite in one transaction before the response leaves.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use usp_codec::Record;
+use usp_codec::record::{self, Inbound};
+use usp_dm::{Change, DataModel, MemoryProvider, ProviderId, StoredChange};
+use usp_mtp::{MtpEvent, Mtps, PeerAuth, ReplyPath};
+
+use super::Exit;
+use super::access::{RbacAccess, find_controller};
+use super::hooks::Hooks;
+use crate::boot::{self, BootCause};
+use crate::builtin::device::DeviceAction;
+use crate::config::Config;
+use crate::messages::{self, AllowAll, RequestContext, Role};
+use crate::rbac::{ORIGINATOR, TrustHandle, access_for};
+use crate::store::Store;
+
+/// Where a Record came from, and how its answer goes back.
+pub(crate) enum Origin {
+    /// The local control socket: trusted (full access), answered on this channel.
+    Local(oneshot::Sender<Vec<u8>>),
+    /// An MTP: answered on the same path; the TLS peer, if any, must name the sender.
+    Mtp { reply: ReplyPath, peer: PeerAuth },
+}
+
+/// A Record from the control socket, with the channel its answer goes back on.
+pub(crate) struct LocalRecord {
+    pub bytes: Vec<u8>,
+    pub answer: oneshot::Sender<Vec<u8>>,
+}
+
+/// The actor's state. See the module docs.
+pub(crate) struct Actor {
+    pub endpoint_id: String,
+    pub config: Config,
+    pub dm: DataModel,
+    pub store: Store,
+    pub tables: MemoryProvider,
+    pub hooks: Arc<Hooks>,
+    pub trust: TrustHandle,
+    pub mtps: Mtps,
+    /// Rows the memory providers committed since the last write to the store. Filled by their
+    /// commit hooks (called synchronously inside the handlers), drained after each message.
+    pub pending: Arc<Mutex<Vec<StoredChange>>>,
+}
+
+/// The channels the actor listens on.
+pub(crate) struct Inputs {
+    pub local: mpsc::Receiver<LocalRecord>,
+    pub mtp: mpsc::Receiver<MtpEvent>,
+    pub changes: mpsc::UnboundedReceiver<(ProviderId, Change)>,
+    pub actions: mpsc::UnboundedReceiver<DeviceAction>,
+}
+
+impl Actor {
+    /// Runs until `shutdown` resolves or a device action asks for a restart.
+    pub(crate) async fn run(
+        mut self,
+        mut inputs: Inputs,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Exit {
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    self.mtps.shutdown().await;
+                    return Exit::Shutdown;
+                }
+                Some(local) = inputs.local.recv() => {
+                    self.on_record(local.bytes, Origin::Local(local.answer)).await;
+                }
+                Some(event) = inputs.mtp.recv() => self.on_mtp_event(event).await,
+                Some((provider, change)) = inputs.changes.recv() => self.on_change(provider, change),
+                Some(action) = inputs.actions.recv() => {
+                    if let Some(exit) = self.on_action(action).await {
+                        return exit;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes what the memory providers committed, in one SQLite transaction.
+    pub(crate) fn persist(&mut self) {
+        let changes = std::mem::take(
+            &mut *self
+                .pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if let Err(error) = self.store.commit(&changes) {
+            // The change is live in memory but not durable; the next successful commit does
+            // not repair it, so say loudly which rows are at risk.
+            tracing::error!(%error, rows = changes.len(), "could not persist a committed change set");
+        }
+    }
+
+    async fn on_mtp_event(&mut self, event: MtpEvent) {
+        match event {
+            MtpEvent::Record(record) => {
+                let origin = Origin::Mtp {
+                    reply: record.reply,
+                    peer: record.peer,
+                };
+                self.on_record(record.bytes, origin).await;
+            }
+            MtpEvent::Up { mtp, info } => tracing::info!(%mtp, ?info, "MTP up"),
+            MtpEvent::Down { mtp, reason } => tracing::warn!(%mtp, %reason, "MTP down"),
+            MtpEvent::PeerConnected { mtp, endpoint_id } => {
+                tracing::info!(%mtp, peer = %endpoint_id, "peer connected");
+            }
+            MtpEvent::PeerDisconnected { mtp, endpoint_id } => {
+                tracing::info!(%mtp, peer = %endpoint_id, "peer disconnected");
+            }
+        }
+    }
+
+    async fn on_record(&mut self, bytes: Vec<u8>, origin: Origin) {
+        if bytes.len() > self.config.agent.max_record_size {
+            tracing::warn!(
+                size = bytes.len(),
+                limit = self.config.agent.max_record_size,
+                "record larger than agent.max_record_size dropped"
+            );
+            return;
+        }
+        match record::classify(&bytes, &self.endpoint_id) {
+            Inbound::Drop(reason) => tracing::info!(%reason, "record dropped"),
+            Inbound::Control(record) => {
+                tracing::debug!(from = %record.from_id, "connect/disconnect record");
+            }
+            Inbound::Reject { reply } => self.respond(origin, reply.encode()).await,
+            Inbound::Msg { from_id, msg } => {
+                let Some(ctx) = self.context(&from_id, &origin).await else {
+                    return;
+                };
+                let reply = ORIGINATOR
+                    .scope(from_id.clone(), messages::handle(&mut self.dm, &ctx, msg))
+                    .await;
+                self.persist();
+                if let Some(reply) = reply {
+                    let answer = Record::for_msg(&self.endpoint_id, &from_id, &reply).encode();
+                    self.respond(origin, answer).await;
+                }
+            }
+        }
+    }
+
+    /// Who the sender is and what it may do; `None` (after a log line) when its Record must
+    /// be dropped.
+    async fn context(&self, from_id: &str, origin: &Origin) -> Option<RequestContext> {
+        let base = RequestContext::new(from_id).with_hooks(Arc::clone(&self.hooks) as _);
+        let Origin::Mtp { reply, peer } = origin else {
+            return Some(base.with_access(Arc::new(AllowAll)));
+        };
+        // R-SEC.0a: a peer certificate presented by the controller itself must name from_id.
+        if let PeerAuth::Endpoint(certificate) = peer
+            && !certificate.names_endpoint(from_id)
+        {
+            tracing::warn!(from = %from_id, via = %reply, "record dropped: the peer certificate does not name its from_id");
+            return None;
+        }
+        let trust = self.trust.current();
+        let role = match find_controller(&self.tables, from_id).await {
+            Some(known) => known.role,
+            None if self.config.agent.serve_untrusted => Role {
+                references: trust.untrusted_roles().to_vec(),
+            },
+            None => {
+                tracing::warn!(
+                    from = %from_id,
+                    via = %reply,
+                    "record from an endpoint that is not an enabled Device.LocalAgent.Controller. dropped (set agent.serve_untrusted to serve it as Untrusted)"
+                );
+                return None;
+            }
+        };
+        let access = access_for(&self.dm, &trust, &role.references).await;
+        Some(
+            base.with_role(role)
+                .with_access(Arc::new(RbacAccess(access))),
+        )
+    }
+
+    async fn respond(&self, origin: Origin, answer: Vec<u8>) {
+        match origin {
+            Origin::Local(answer_to) => {
+                let _ = answer_to.send(answer);
+            }
+            Origin::Mtp { reply, .. } => {
+                if let Err(error) = self.mtps.send(&reply, answer).await {
+                    tracing::warn!(%error, via = %reply, "could not send the answer");
+                }
+            }
+        }
+    }
+
+    fn on_change(&mut self, provider: ProviderId, change: Change) {
+        if let Change::OperationComplete { token, result } = change {
+            let Some(request) = self.hooks.finish(provider, token) else {
+                tracing::debug!(token, "completion of an operation without a Request row");
+                return;
+            };
+            let status = match &result {
+                Ok(_) => "Success",
+                Err(error) => {
+                    tracing::info!(command = %request.started.command, %error, "async command failed");
+                    "Error"
+                }
+            };
+            let status_path = format!("{}Status", request.row);
+            if let Err(error) = self.tables.set_value(&status_path, status) {
+                tracing::warn!(%error, "could not update {status_path}");
+            }
+            if let Err(error) = self.tables.delete_instance(&request.row) {
+                tracing::warn!(%error, row = %request.row, "could not remove the Request row");
+            }
+            self.persist();
+        }
+    }
+
+    async fn on_action(&mut self, action: DeviceAction) -> Option<Exit> {
+        match action {
+            DeviceAction::Reboot {
+                command_key,
+                cause,
+                reason,
+            } => {
+                self.record_cause(&cause, &command_key, &reason);
+                match self.config.commands.reboot.clone() {
+                    Some(argv) => {
+                        run_command("reboot", &argv).await;
+                        None
+                    }
+                    None => {
+                        tracing::info!(
+                            "Device.Reboot(): no [commands] reboot configured; restarting the agent"
+                        );
+                        Some(Exit::Restart)
+                    }
+                }
+            }
+            DeviceAction::FactoryReset {
+                command_key,
+                cause,
+                reason,
+            } => {
+                if let Err(error) = self.store.clear().and_then(|()| {
+                    self.store
+                        .set_meta(boot::meta::FACTORY_RESET_PENDING, Some("1"))
+                }) {
+                    tracing::error!(%error, "Device.FactoryReset(): could not reset the store");
+                    return None;
+                }
+                self.record_cause(&cause, &command_key, &reason);
+                if let Some(argv) = self.config.commands.factory_reset.clone() {
+                    run_command("factory_reset", &argv).await;
+                }
+                tracing::info!("Device.FactoryReset(): restarting the agent with factory defaults");
+                Some(Exit::Restart)
+            }
+        }
+    }
+
+    fn record_cause(&mut self, cause: &str, command_key: &str, reason: &str) {
+        let cause = BootCause {
+            cause: cause.to_string(),
+            command_key: command_key.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Err(error) = boot::record_boot_cause(&mut self.store, &cause) {
+            tracing::error!(%error, "could not record the boot cause");
+        }
+    }
+}
+
+/// Runs a configured device command to completion and logs how it ended.
+async fn run_command(key: &str, argv: &[String]) {
+    let Some((program, args)) = argv.split_first() else {
+        return;
+    };
+    match tokio::process::Command::new(program)
+        .args(args)
+        .status()
+        .await
+    {
+        Ok(status) if status.success() => tracing::info!(command = ?argv, "[commands] {key} ran"),
+        Ok(status) => tracing::error!(command = ?argv, %status, "[commands] {key} failed"),
+        Err(error) => tracing::error!(command = ?argv, %error, "[commands] {key} could not start"),
+    }
+}

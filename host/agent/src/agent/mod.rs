@@ -1,0 +1,193 @@
+//! Wiring: [`run`] builds the agent from its [`Config`] (store, built-in objects, data model,
+//! MTPs, control socket) and drives the data-model actor until shutdown.
+//!
+//! Layout:
+//! - [`actor`]: the task that owns the data model and the store and handles every Record.
+//! - `access`: Controller lookup and the RBAC adapter.
+//! - `hooks`: what the agent does for the message handlers (Request rows, Subscription fill).
+
+pub mod actor;
+
+mod access;
+mod hooks;
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use usp_dm::{CommitHook, DataModel, DmError, MemoryProvider, Provider, StoredChange};
+use usp_mtp::{MtpSettings, Mtps};
+
+use crate::boot::{self, BootError};
+use crate::builtin::device::DeviceProvider;
+use crate::builtin::device_info::DeviceInfoProvider;
+use crate::builtin::local_agent::{self, LocalAgentProvider, SUBSCRIPTION_TABLE};
+use crate::builtin::{BuiltinError, standard_subtree};
+use crate::config::Config;
+use crate::control::server::{ControlError, ControlServer};
+use crate::rbac::ControllerTrustProvider;
+use crate::rbac::controller_trust::CONTROLLER_TRUST;
+use crate::store::{Store, StoreError};
+
+use actor::{Actor, Inputs};
+use hooks::Hooks;
+
+/// The MTPs this agent implements, as `Device.LocalAgent.SupportedProtocols` lists them.
+pub const SUPPORTED_PROTOCOLS: &str = "MQTT,STOMP,WebSocket,UDS";
+
+/// How [`run`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The shutdown future resolved.
+    Shutdown,
+    /// `Device.Reboot()` (without a configured command) or `Device.FactoryReset()`: the caller
+    /// should start the agent again (the binary re-executes itself).
+    Restart,
+}
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The SQLite store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Start-up state could not be built.
+    #[error(transparent)]
+    Boot(#[from] BootError),
+    /// A built-in object's schema is missing from the embedded model.
+    #[error(transparent)]
+    Builtin(#[from] BuiltinError),
+    /// A provider could not be registered.
+    #[error("registering a provider: {0}")]
+    Register(#[from] DmError),
+    /// The control socket could not be opened.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+/// Runs the agent until `shutdown` resolves or a device command asks for a restart.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, AgentError> {
+    let started = Instant::now();
+    let endpoint_id = config.endpoint_id();
+    let (mut store, opened) = Store::open(&config.database_path())?;
+    let fresh = opened.is_fresh() || store.meta(boot::meta::FACTORY_RESET_PENDING)?.is_some();
+
+    let pending: Arc<Mutex<Vec<StoredChange>>> = Arc::default();
+    let hook: CommitHook = {
+        let pending = Arc::clone(&pending);
+        Arc::new(move |changes: &[StoredChange]| {
+            pending
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .extend_from_slice(changes);
+        })
+    };
+    let tables = local_agent::tables(Arc::clone(&hook))?;
+    let mut stored_schema = (*Provider::schema(&tables)).clone();
+    for def in standard_subtree(CONTROLLER_TRUST, &[])?.objects() {
+        stored_schema.insert(def.clone());
+    }
+    let factory_file = config.factory_reset_file();
+    let rows = boot::initial_rows(&store, &stored_schema, fresh, factory_file.as_deref())?;
+    let (trust_rows, table_rows) = boot::split(rows, CONTROLLER_TRUST);
+    boot::restore(&tables, &table_rows);
+    let controller_trust = ControllerTrustProvider::new(&trust_rows, tables.clone(), hook).await?;
+    if fresh {
+        boot::persist_fresh(&mut store, &boot::join([tables.snapshot(), trust_rows]))?;
+    }
+    let cause = boot::take_boot_cause(&mut store, fresh)?;
+    drop_non_persistent_subscriptions(&tables).await;
+
+    let (changes_tx, changes) = mpsc::unbounded_channel();
+    let mut dm = DataModel::new_tagged(Arc::new(move |provider, change| {
+        let _ = changes_tx.send((provider, change));
+    }));
+    let (actions_tx, actions) = mpsc::unbounded_channel();
+    let device = Arc::new(DeviceProvider::new(actions_tx)?);
+    dm.register(Arc::clone(&device) as Arc<dyn Provider>)?;
+    dm.register(Arc::new(DeviceInfoProvider::new(
+        config.device_info.clone(),
+        started,
+    )?))?;
+    dm.register(Arc::new(LocalAgentProvider::new(
+        endpoint_id.clone(),
+        config.device_info.software_version.clone(),
+        SUPPORTED_PROTOCOLS.to_string(),
+        started,
+        tables.clone(),
+    )?))?;
+    dm.register(Arc::new(tables.clone()))?;
+    let trust = controller_trust.trust();
+    dm.register(Arc::new(controller_trust))?;
+    device.announce_boot(&cause.command_key, &cause.cause, &cause.reason);
+
+    let (mtp_tx, mtp) = mpsc::channel(256);
+    let mtps = Mtps::start(
+        MtpSettings {
+            endpoint_id: endpoint_id.clone(),
+            max_record_size: config.agent.max_record_size,
+            mtps: config.mtp.clone(),
+        },
+        mtp_tx,
+    );
+    let (local_tx, local) = mpsc::channel(64);
+    let socket = config.control_socket();
+    let server = ControlServer::bind(
+        &socket,
+        endpoint_id.clone(),
+        config.agent.max_record_size,
+        local_tx,
+    )?;
+    let server = tokio::spawn(server.serve());
+
+    let mut actor = Actor {
+        endpoint_id: endpoint_id.clone(),
+        config,
+        dm,
+        store,
+        hooks: Arc::new(Hooks::new(tables.clone())),
+        tables,
+        trust,
+        mtps,
+        pending,
+    };
+    actor.persist();
+    tracing::info!(
+        %endpoint_id,
+        socket = %socket.display(),
+        cause = %cause.cause,
+        "usp-agent running"
+    );
+    let exit = actor
+        .run(
+            Inputs {
+                local,
+                mtp,
+                changes,
+                actions,
+            },
+            shutdown,
+        )
+        .await;
+    server.abort();
+    if let Err(error) = std::fs::remove_file(&socket) {
+        tracing::debug!(%error, "control socket already gone");
+    }
+    Ok(exit)
+}
+
+/// Subscriptions with `Persistent` false do not survive a restart (TR-181).
+async fn drop_non_persistent_subscriptions(tables: &MemoryProvider) {
+    let Ok(numbers) = tables.instances(SUBSCRIPTION_TABLE).await else {
+        return;
+    };
+    for number in numbers {
+        let row = format!("{SUBSCRIPTION_TABLE}{number}.");
+        if tables.value(&format!("{row}Persistent")).as_deref() != Some("true")
+            && let Err(error) = tables.delete_instance(&row)
+        {
+            tracing::warn!(%error, %row, "could not drop a non-persistent subscription");
+        }
+    }
+}

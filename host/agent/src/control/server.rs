@@ -1,0 +1,111 @@
+//! The agent's end of the control socket: accepts `uspctl` connections, greets each with the
+//! agent's Endpoint ID, and forwards every Record frame to the data-model actor, writing the
+//! answer back on the same connection. The socket file is created with mode 0600: whoever can
+//! open it has full access to the data model.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+use super::frame::{FrameError, read_frame, write_frame};
+use crate::agent::actor::LocalRecord;
+
+/// Why the control socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Another process is listening on the path.
+    #[error("control socket {0} is in use by another agent")]
+    InUse(PathBuf),
+    /// Creating, binding or securing the socket failed.
+    #[error("control socket {path}: {source}")]
+    Io {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O failure.
+        source: std::io::Error,
+    },
+}
+
+/// The bound control socket.
+pub(crate) struct ControlServer {
+    listener: UnixListener,
+    endpoint_id: String,
+    limit: usize,
+    /// Into the actor; bounded so a flood of local requests waits instead of growing memory.
+    actor: mpsc::Sender<LocalRecord>,
+}
+
+impl ControlServer {
+    /// Binds `path`, replacing a stale socket file left by an agent that is gone.
+    pub(crate) fn bind(
+        path: &Path,
+        endpoint_id: String,
+        limit: usize,
+        actor: mpsc::Sender<LocalRecord>,
+    ) -> Result<ControlServer, ControlError> {
+        let io = |source| ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ControlError::InUse(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        Ok(ControlServer {
+            listener,
+            endpoint_id,
+            limit,
+            actor,
+        })
+    }
+
+    /// Accepts connections until the task is dropped.
+    pub(crate) async fn serve(self) {
+        loop {
+            match self.listener.accept().await {
+                Ok((stream, _)) => {
+                    let endpoint_id = self.endpoint_id.clone();
+                    let actor = self.actor.clone();
+                    let limit = self.limit;
+                    tokio::spawn(async move {
+                        if let Err(error) = connection(stream, &endpoint_id, limit, actor).await {
+                            tracing::info!(%error, "control connection closed");
+                        }
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "control socket accept failed");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}
+
+async fn connection(
+    mut stream: UnixStream,
+    endpoint_id: &str,
+    limit: usize,
+    actor: mpsc::Sender<LocalRecord>,
+) -> Result<(), FrameError> {
+    write_frame(&mut stream, endpoint_id.as_bytes()).await?;
+    while let Some(bytes) = read_frame(&mut stream, limit).await? {
+        let (answer, answered) = oneshot::channel();
+        if actor.send(LocalRecord { bytes, answer }).await.is_err() {
+            return Ok(());
+        }
+        if let Ok(reply) = answered.await {
+            write_frame(&mut stream, &reply).await?;
+        }
+    }
+    Ok(())
+}
