@@ -526,18 +526,20 @@ impl MemoryTransaction {
                 format!("{object} does not exist"),
             )
         })?;
-        let known = self
-            .schema()
-            .object(&supported_path(object))
-            .is_some_and(|def| def.param(param).is_some());
-        if !known {
+        let def = self.schema().object(&supported_path(object));
+        if def.is_none_or(|def| def.param(param).is_none()) {
             return Err(error(
                 UspErrorCode::UnsupportedParameter,
                 format!("{object}{param} is not a supported parameter"),
             ));
         }
         values.insert(param.to_string(), value.to_string());
-        self.check_unique(&store, object, &values)?;
+        // Only a key member can create a duplicate.
+        let is_key =
+            def.is_some_and(|def| def.unique_keys.iter().flatten().any(|key| key == param));
+        if is_key {
+            self.check_unique(&store, object, &values)?;
+        }
         drop(store);
         self.overlay
             .objects
@@ -806,6 +808,14 @@ impl Provider for MemoryProvider {
             .get(table)
             .map(|numbers| numbers.iter().copied().collect())
             .unwrap_or_default())
+    }
+
+    async fn has_instance(&self, table: &str, number: u32) -> Result<bool, ProviderError> {
+        let store = self.store();
+        Ok(store
+            .tables
+            .get(table)
+            .is_some_and(|numbers| numbers.contains(&number)))
     }
 
     async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {

@@ -3,7 +3,7 @@
 //! per provider per request), validates values and runs commands. Writes go through
 //! [`DmTransaction`](crate::txn::DmTransaction), started with [`DataModel::begin`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use usp_codec::path::{Leaf, Path, Segment};
@@ -322,6 +322,20 @@ impl DataModel {
         Ok(numbers)
     }
 
+    /// Whether instance `number` of the concrete table path exists.
+    pub async fn has_instance(
+        &self,
+        table: &str,
+        supported: &str,
+        number: u32,
+    ) -> Result<bool, DmError> {
+        let provider = self.owner_of(supported)?;
+        provider
+            .has_instance(table, number)
+            .await
+            .map_err(|error| DmError::provider(table, error))
+    }
+
     /// The objects of a subtree, in path order: `start` itself (or, for a table, its
     /// instances) and the sub-objects and instances below, down to `max_depth` levels
     /// (R-GET.5: 0 = unlimited, 1 = only the object itself, 2 = plus its children, ...).
@@ -378,14 +392,21 @@ impl DataModel {
         let mut answers: Vec<Option<Result<ParamValues, DmError>>> =
             (0..requests.len()).map(|_| None).collect();
         let mut batches: BTreeMap<ProviderId, Vec<usize>> = BTreeMap::new();
+        // Searches read thousands of instances of the same object: look each supported path
+        // up once.
+        let mut routes: HashMap<&str, Option<(ProviderId, &ObjectDef)>> = HashMap::new();
         for (index, request) in requests.iter().enumerate() {
-            match self.registry.object(&request.supported) {
-                None => answers[index] = Some(Ok(ParamValues::new())),
-                Some(def) if def.params.is_empty() => answers[index] = Some(Ok(ParamValues::new())),
-                Some(_) => match self.owner_id(&request.supported) {
-                    Ok(id) => batches.entry(id).or_default().push(index),
-                    Err(error) => answers[index] = Some(Err(error)),
-                },
+            let route = *routes.entry(request.supported.as_str()).or_insert_with(|| {
+                let def = self.registry.object(&request.supported)?;
+                let (id, _) = self.registry.owner(&request.supported)?;
+                Some((id, def))
+            });
+            match route {
+                Some((id, def)) if !def.params.is_empty() => {
+                    batches.entry(id).or_default().push(index)
+                }
+                // Virtual objects (no definition) and objects without parameters.
+                _ => answers[index] = Some(Ok(ParamValues::new())),
             }
         }
         for (id, indices) in batches {
@@ -402,10 +423,16 @@ impl DataModel {
             let mut results = provider.get(&calls).await.into_iter();
             for index in indices {
                 let request = &requests[index];
-                let answer = match results.next() {
-                    Some(Ok(values)) => Ok(self.filter_read(request, values)),
-                    Some(Err(error)) => Err(DmError::provider(&request.object, error)),
-                    None => Err(DmError::provider(
+                let def = routes
+                    .get(request.supported.as_str())
+                    .copied()
+                    .flatten()
+                    .map(|(_, def)| def);
+                let answer = match (results.next(), def) {
+                    (Some(Ok(values)), Some(def)) => Ok(filter_read(def, request, values)),
+                    (Some(Ok(_)), None) => Ok(ParamValues::new()),
+                    (Some(Err(error)), _) => Err(DmError::provider(&request.object, error)),
+                    (None, _) => Err(DmError::provider(
                         &request.object,
                         crate::provider::ProviderError::new(
                             usp_codec::UspErrorCode::InternalError,
@@ -419,27 +446,6 @@ impl DataModel {
         answers
             .into_iter()
             .map(|answer| answer.unwrap_or_else(|| Ok(ParamValues::new())))
-            .collect()
-    }
-
-    fn filter_read(&self, request: &ReadRequest, values: ParamValues) -> ParamValues {
-        let Some(def) = self.registry.object(&request.supported) else {
-            return ParamValues::new();
-        };
-        values
-            .into_iter()
-            .filter_map(|(name, value)| {
-                let param = def.param(&name)?;
-                if !request.params.is_empty() && !request.params.contains(&name) {
-                    return None;
-                }
-                let value = if param.access == ParamAccess::WriteOnly {
-                    String::new()
-                } else {
-                    value
-                };
-                Some((name, value))
-            })
             .collect()
     }
 
@@ -571,6 +577,25 @@ impl DataModel {
             .await
             .map_err(|error| DmError::provider(path, error))
     }
+}
+
+/// Keeps the schema's parameters (and only those asked for) and blanks write-only values.
+fn filter_read(def: &ObjectDef, request: &ReadRequest, values: ParamValues) -> ParamValues {
+    values
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let param = def.param(&name)?;
+            if !request.params.is_empty() && !request.params.contains(&name) {
+                return None;
+            }
+            let value = if param.access == ParamAccess::WriteOnly {
+                String::new()
+            } else {
+                value
+            };
+            Some((name, value))
+        })
+        .collect()
 }
 
 #[cfg(test)]

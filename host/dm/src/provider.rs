@@ -145,6 +145,12 @@ pub trait Provider: Send + Sync {
     /// multi-instance object without instance number (`Device.IP.Interface.1.IPv4Address.`).
     async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError>;
 
+    /// Whether instance `number` of `table` exists. The default asks [`Provider::instances`];
+    /// providers with large tables answer it directly, since resolving an instance path calls it.
+    async fn has_instance(&self, table: &str, number: u32) -> Result<bool, ProviderError> {
+        Ok(self.instances(table).await?.contains(&number))
+    }
+
     /// Reads parameters of several objects in one call.
     async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse>;
 

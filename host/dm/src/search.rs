@@ -58,9 +58,11 @@ pub(crate) async fn step(
         Segment::Instance(number) => {
             for cursor in cursors {
                 dm.step_supported(&cursor.supported, cursor.table, segment, text)?;
-                let numbers = dm.instances(&cursor.path, &cursor.supported).await?;
                 let path = format!("{}{number}.", cursor.path);
-                if numbers.binary_search(number).is_ok() {
+                if dm
+                    .has_instance(&cursor.path, &cursor.supported, *number)
+                    .await?
+                {
                     next.push(instance(cursor, path));
                 } else if !searching {
                     return Err(DmError::NoSuchObject { path });
