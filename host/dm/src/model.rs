@@ -525,6 +525,56 @@ impl DataModel {
             .map_err(|source| DmError::Value { path, source })
     }
 
+    /// R-ARC.12: a strong reference must point at an existing object (inside the
+    /// parameter's target parents, when it names any); weak references are not checked.
+    /// References may use unique-key addressing (R-ARC.11) but are stored and reported with
+    /// instance numbers, so the canonical value (without trailing dots) is returned.
+    pub async fn check_reference(
+        &self,
+        object: &ResolvedObject,
+        relative: &str,
+        value: &str,
+    ) -> Result<String, DmError> {
+        let Some((_, def)) = self.param_def(object, relative) else {
+            return Ok(value.to_string());
+        };
+        let Some(reference) = def.reference.as_ref().filter(|reference| reference.strong) else {
+            return Ok(value.to_string());
+        };
+        let mut canonical = Vec::new();
+        for item in value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let target = format!("{}.", item.trim_end_matches('.'));
+            let found = match Path::parse(&target) {
+                Ok(path) => match Box::pin(self.resolve(&path)).await {
+                    Ok(resolution) => resolution.objects.into_iter().find(|found| {
+                        !found.table
+                            && (reference.target_parents.is_empty()
+                                || reference
+                                    .target_parents
+                                    .iter()
+                                    .any(|parent| found.supported.starts_with(parent.as_str())))
+                    }),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            let Some(found) = found else {
+                return Err(DmError::Value {
+                    path: format!("{}{relative}", object.path),
+                    source: crate::value::ValueError::NoSuchTarget {
+                        value: item.to_string(),
+                    },
+                });
+            };
+            canonical.push(found.path.trim_end_matches('.').to_string());
+        }
+        Ok(canonical.join(","))
+    }
+
     /// Starts a transaction for Set/Add/Delete across providers.
     pub fn begin(&self) -> DmTransaction<'_> {
         DmTransaction::new(self)

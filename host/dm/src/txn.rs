@@ -73,6 +73,7 @@ impl<'a> DmTransaction<'a> {
             });
         }
         let value = self.dm.check_write(object, relative, value)?;
+        let value = self.dm.check_reference(object, relative, &value).await?;
         let path = format!("{}{relative}", object.path);
         let Some((sub, def)) = self.dm.param_def(object, relative) else {
             return Err(DmError::UnknownParam { path });
@@ -129,6 +130,10 @@ impl<'a> DmTransaction<'a> {
         let mut checked = ParamValues::new();
         for (name, value) in params {
             let value = self.dm.check_value(&instance_like, name, value)?;
+            let value = self
+                .dm
+                .check_reference(&instance_like, name, &value)
+                .await?;
             checked.insert(name.clone(), value);
         }
         let path = table.path.clone();

@@ -97,6 +97,12 @@ pub enum ValueError {
         /// Largest allowed.
         max: u32,
     },
+    /// A strong reference to an object that does not exist (R-ARC.12; 7012).
+    #[error("{value} does not refer to an existing object")]
+    NoSuchTarget {
+        /// The reference that leads nowhere.
+        value: String,
+    },
     /// Too many list items (7012).
     #[error("{count} list items, at most {max} allowed")]
     TooManyItems {

@@ -652,4 +652,46 @@ mod tests {
             Some("other")
         );
     }
+
+    #[tokio::test]
+    async fn strong_reference_must_exist_and_is_stored_with_instance_numbers() {
+        let fx = Fixture::new().await;
+        let error = error_of(
+            set(
+                &fx,
+                false,
+                vec![update(
+                    "Device.NAT.PortMapping.1.",
+                    &[("Interface", "Device.IP.Interface.9", true)],
+                )],
+            )
+            .await,
+        );
+        assert_eq!(error.err_code, 7012);
+        let resp = set_resp(
+            set(
+                &fx,
+                false,
+                vec![update(
+                    "Device.NAT.PortMapping.1.",
+                    &[("Interface", r#"Device.IP.Interface.[Name=="eth0"]."#, true)],
+                )],
+            )
+            .await,
+        );
+        let done = success(&resp.updated_obj_results[0]);
+        assert_eq!(
+            done.updated_inst_results[0]
+                .updated_params
+                .get("Interface")
+                .map(String::as_str),
+            Some("Device.IP.Interface.1")
+        );
+        assert_eq!(
+            fx.core
+                .value("Device.NAT.PortMapping.1.Interface")
+                .as_deref(),
+            Some("Device.IP.Interface.1")
+        );
+    }
 }
