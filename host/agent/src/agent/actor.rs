@@ -9,13 +9,15 @@
 //! config serves it under the Untrusted role. The handlers' committed writes are written to
 //! SQLite in one transaction before the response leaves.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 use usp_codec::Record;
 use usp_codec::record::{self, Inbound};
 use usp_dm::{Change, DataModel, MemoryProvider, ProviderId, StoredChange};
-use usp_mtp::{MtpEvent, Mtps, PeerAuth, ReplyPath};
+use usp_mtp::{ControllerTarget, MtpEvent, Mtps, PeerAuth, ReplyPath, TransportConfig};
 
 use super::Exit;
 use super::access::{RbacAccess, find_controller};
@@ -24,6 +26,7 @@ use crate::boot::{self, BootCause};
 use crate::builtin::device::DeviceAction;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
+use crate::notify::{Notifier, Outbound};
 use crate::rbac::{ORIGINATOR, TrustHandle, access_for};
 use crate::store::Store;
 
@@ -54,6 +57,11 @@ pub(crate) struct Actor {
     /// Rows the memory providers committed since the last write to the store. Filled by their
     /// commit hooks (called synchronously inside the handlers), drained after each message.
     pub pending: Arc<Mutex<Vec<StoredChange>>>,
+    /// Subscriptions, pending Notify retries and timers; fed every change, sends nothing itself.
+    pub notifier: Notifier,
+    /// The last reply path of each Controller (by Endpoint ID): where its Notifys go (a
+    /// WebSocket session, an MQTT reply-to topic), before the configured MQTT controller topics.
+    pub routes: HashMap<String, ReplyPath>,
 }
 
 /// The channels the actor listens on.
@@ -82,7 +90,12 @@ impl Actor {
                     self.on_record(local.bytes, Origin::Local(local.answer)).await;
                 }
                 Some(event) = inputs.mtp.recv() => self.on_mtp_event(event).await,
-                Some((provider, change)) = inputs.changes.recv() => self.on_change(provider, change),
+                Some((provider, change)) = inputs.changes.recv() => self.on_change(provider, change).await,
+                () = until(self.notifier.next_deadline()) => {
+                    let outbound = self.notifier.due(&self.dm, Instant::now()).await;
+                    self.persist();
+                    self.send_notifys(outbound).await;
+                }
                 Some(action) = inputs.actions.recv() => {
                     if let Some(exit) = self.on_action(action).await {
                         return exit;
@@ -146,10 +159,16 @@ impl Actor {
                 let Some(ctx) = self.context(&from_id, &origin).await else {
                     return;
                 };
+                if let Origin::Mtp { reply, .. } = &origin {
+                    self.routes.insert(from_id.clone(), reply.clone());
+                }
                 let reply = ORIGINATOR
                     .scope(from_id.clone(), messages::handle(&mut self.dm, &ctx, msg))
                     .await;
                 self.persist();
+                for msg_id in self.hooks.take_notify_resps() {
+                    self.notifier.on_notify_resp(&msg_id);
+                }
                 if let Some(reply) = reply {
                     let answer = Record::for_msg(&self.endpoint_id, &from_id, &reply).encode();
                     self.respond(origin, answer).await;
@@ -207,12 +226,28 @@ impl Actor {
         }
     }
 
-    fn on_change(&mut self, provider: ProviderId, change: Change) {
+    async fn on_change(&mut self, provider: ProviderId, change: Change) {
+        let outbound = self
+            .notifier
+            .on_change(&self.dm, &change, Instant::now())
+            .await;
+        self.send_notifys(outbound).await;
         if let Change::OperationComplete { token, result } = change {
             let Some(request) = self.hooks.finish(provider, token) else {
                 tracing::debug!(token, "completion of an operation without a Request row");
                 return;
             };
+            let outbound = self
+                .notifier
+                .on_operation_complete(
+                    &self.dm,
+                    &request.started.command,
+                    &request.started.command_key,
+                    result.clone(),
+                    Instant::now(),
+                )
+                .await;
+            self.send_notifys(outbound).await;
             let status = match &result {
                 Ok(_) => "Success",
                 Err(error) => {
@@ -229,6 +264,40 @@ impl Actor {
             }
             self.persist();
         }
+    }
+
+    /// Sends Notifys: to the Controller's last reply path, else to its configured MQTT topic.
+    /// One that cannot be routed now is dropped (a NotifRetry one is retried later).
+    async fn send_notifys(&self, outbound: Vec<Outbound>) {
+        for out in outbound {
+            let bytes = Record::for_msg(&self.endpoint_id, &out.endpoint_id, &out.msg).encode();
+            let sent = if let Some(reply) = self.routes.get(&out.endpoint_id) {
+                self.mtps.send(reply, bytes).await
+            } else if let Some(target) = self.configured_target(&out.endpoint_id) {
+                self.mtps.send_to_controller(&target, bytes).await
+            } else {
+                tracing::debug!(to = %out.endpoint_id, "no route to the Controller yet; Notify not sent");
+                continue;
+            };
+            if let Err(error) = sent {
+                tracing::warn!(%error, to = %out.endpoint_id, "could not send a Notify");
+            }
+        }
+    }
+
+    /// The MQTT topic configured for a Controller (`[[mtp.controllers]]`), if any.
+    fn configured_target(&self, endpoint_id: &str) -> Option<ControllerTarget> {
+        self.config.mtp.iter().find_map(|mtp| match &mtp.transport {
+            TransportConfig::Mqtt(mqtt) => mqtt
+                .controllers
+                .iter()
+                .find(|controller| controller.endpoint_id == endpoint_id)
+                .map(|controller| ControllerTarget::Mqtt {
+                    mtp: mtp.name.clone(),
+                    topic: controller.topic.clone(),
+                }),
+            _ => None,
+        })
     }
 
     async fn on_action(&mut self, action: DeviceAction) -> Option<Exit> {
@@ -283,6 +352,14 @@ impl Actor {
         if let Err(error) = boot::record_boot_cause(&mut self.store, &cause) {
             tracing::error!(%error, "could not record the boot cause");
         }
+    }
+}
+
+/// Resolves at `deadline`; never when there is none.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 

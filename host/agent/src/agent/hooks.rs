@@ -26,6 +26,9 @@ pub(crate) struct Hooks {
     /// Running async commands by (provider, token): a token is only unique per provider.
     /// Shared between the handlers (which start requests) and the actor (which ends them).
     running: Mutex<HashMap<(ProviderId, u64), RunningRequest>>,
+    /// msg_ids of the NotifyResps received while handling a message; the actor hands them to
+    /// the notifier after the message (the handlers cannot reach the actor's state).
+    notify_resps: Mutex<Vec<String>>,
 }
 
 impl Hooks {
@@ -33,7 +36,18 @@ impl Hooks {
         Hooks {
             tables,
             running: Mutex::new(HashMap::new()),
+            notify_resps: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The msg_ids of the NotifyResps received since the last call.
+    pub(crate) fn take_notify_resps(&self) -> Vec<String> {
+        std::mem::take(
+            &mut *self
+                .notify_resps
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
     }
 
     /// Removes and returns the request a provider's token belongs to.
@@ -116,6 +130,10 @@ impl AgentHooks for Hooks {
 
     fn notify_resp(&self, ctx: &RequestContext, msg_id: &str, subscription_id: &str) {
         tracing::debug!(controller = %ctx.controller, msg_id, subscription_id, "NotifyResp");
+        self.notify_resps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(msg_id.to_string());
     }
 }
 

@@ -11,6 +11,7 @@ pub mod actor;
 mod access;
 mod hooks;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -26,6 +27,7 @@ use crate::builtin::local_agent::{self, LocalAgentProvider, SUBSCRIPTION_TABLE};
 use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::Config;
 use crate::control::server::{ControlError, ControlServer};
+use crate::notify::Notifier;
 use crate::rbac::ControllerTrustProvider;
 use crate::rbac::controller_trust::CONTROLLER_TRUST;
 use crate::store::{Store, StoreError};
@@ -141,6 +143,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     )?;
     let server = tokio::spawn(server.serve());
 
+    let mut notifier = Notifier::new(tables.clone(), trust.clone());
+    notifier.load().await;
     let mut actor = Actor {
         endpoint_id: endpoint_id.clone(),
         config,
@@ -151,6 +155,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         trust,
         mtps,
         pending,
+        notifier,
+        routes: HashMap::new(),
     };
     actor.persist();
     tracing::info!(
