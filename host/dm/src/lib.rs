@@ -69,6 +69,17 @@
 //! # }
 //! ```
 //!
+//! What the engine checks before a provider sees a write: the parameter exists (7010), a
+//! Controller may write it (7013; [`DataModel::check_write`]), the value fits the type and
+//! facets (7011/7012; [`DataModel::check_value`]), a strong reference names an existing object
+//! and is rewritten with instance numbers ([`DataModel::check_reference`], R-ARC.11/12), a
+//! write-once parameter is still empty, and a table allows Add/Delete (7019, 7024).
+//!
+//! Changes committed through [`DmTransaction::commit`] are pushed to the change sink by the
+//! engine (tagged with the provider's id when the data model was built with
+//! [`DataModel::new_tagged`]); a Set that writes an unchanged value is pushed too, so
+//! ValueChange logic compares with the previous value itself.
+//!
 //! Plugins come and go with [`DataModel::register`], [`DataModel::unregister`] and
 //! [`DataModel::replace`]; overlapping claims are refused ([`RegistryError::Overlap`]).
 //! Agent-internal writes that bypass Controller access rules (creating
