@@ -1,7 +1,7 @@
 //! [`DataModel`]: the engine's façade. It owns the provider [`Registry`], resolves paths (one
 //! resolver for every message), expands subtrees, reads parameters in batches (one provider call
 //! per provider per request), validates values and runs commands. Writes go through
-//! [`DmTransaction`](crate::txn::DmTransaction), started with [`DataModel::begin`].
+//! [`DmTransaction`], started with [`DataModel::begin`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
