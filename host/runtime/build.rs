@@ -10,30 +10,49 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const PLUGINS: [&str; 3] = ["device-info", "network", "time"];
-const TEST_GUESTS: [&str; 2] = ["faulty", "ungranted"];
+const TEST_GUESTS: [&str; 3] = ["faulty", "ungranted", "wide"];
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let root = manifest_dir.join("../..");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     // <target>/<profile>/build/usp-runtime-<hash>/out: one guest target directory per outer
     // target directory, shared by build, test and clippy runs so guests compile once.
-    let guest_target = out_dir
-        .ancestors()
-        .nth(4)
-        .map_or_else(|| out_dir.join("wasm-guests"), |target| target.join("wasm-guests"));
+    let guest_target = out_dir.ancestors().nth(4).map_or_else(
+        || out_dir.join("wasm-guests"),
+        |target| target.join("wasm-guests"),
+    );
 
-    for watched in ["wit", "sdk/src", "sdk/Cargo.toml", "sdk/Cargo.lock", "plugins/Cargo.toml", "plugins/Cargo.lock", "tests/guests/Cargo.toml", "tests/guests/Cargo.lock"] {
+    for watched in [
+        "wit",
+        "sdk/src",
+        "sdk/Cargo.toml",
+        "sdk/Cargo.lock",
+        "plugins/Cargo.toml",
+        "plugins/Cargo.lock",
+        "tests/guests/Cargo.toml",
+        "tests/guests/Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     for plugin in PLUGINS {
         for watched in ["src", "Cargo.toml", "manifest.toml"] {
-            println!("cargo:rerun-if-changed={}", root.join("plugins").join(plugin).join(watched).display());
+            println!(
+                "cargo:rerun-if-changed={}",
+                root.join("plugins").join(plugin).join(watched).display()
+            );
         }
     }
     for guest in TEST_GUESTS {
         for watched in ["src", "Cargo.toml"] {
-            println!("cargo:rerun-if-changed={}", root.join("tests/guests").join(guest).join(watched).display());
+            println!(
+                "cargo:rerun-if-changed={}",
+                root.join("tests/guests")
+                    .join(guest)
+                    .join(watched)
+                    .display()
+            );
         }
     }
 
@@ -45,13 +64,19 @@ fn main() {
     for plugin in PLUGINS {
         let dir = bundle.join(plugin);
         fs::create_dir_all(&dir).expect("create plugin bundle directory");
-        fs::copy(root.join("plugins").join(plugin).join("manifest.toml"), dir.join("manifest.toml"))
-            .expect("copy plugin manifest");
+        fs::copy(
+            root.join("plugins").join(plugin).join("manifest.toml"),
+            dir.join("manifest.toml"),
+        )
+        .expect("copy plugin manifest");
         let built = wasm_dir.join(format!("usp_plugin_{}.wasm", plugin.replace('-', "_")));
         fs::copy(&built, dir.join(format!("{plugin}.wasm")))
             .unwrap_or_else(|err| panic!("copy {}: {err}", built.display()));
     }
-    println!("cargo:rustc-env=USP_BUNDLED_PLUGINS_DIR={}", bundle.display());
+    println!(
+        "cargo:rustc-env=USP_BUNDLED_PLUGINS_DIR={}",
+        bundle.display()
+    );
     for guest in TEST_GUESTS {
         let built = wasm_dir.join(format!("usp_test_guest_{guest}.wasm"));
         println!(
@@ -65,7 +90,13 @@ fn main() {
 fn build_workspace(manifest: &Path, target_dir: &Path) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
         .arg(manifest)
         .env("CARGO_TARGET_DIR", target_dir)
         // The outer build's flags and wrappers (coverage instrumentation, clippy's wrapper,
@@ -80,5 +111,9 @@ fn build_workspace(manifest: &Path, target_dir: &Path) {
         .env_remove("CARGO_MAKEFLAGS")
         .status()
         .unwrap_or_else(|err| panic!("run cargo for {}: {err}", manifest.display()));
-    assert!(status.success(), "building guests of {} failed", manifest.display());
+    assert!(
+        status.success(),
+        "building guests of {} failed",
+        manifest.display()
+    );
 }

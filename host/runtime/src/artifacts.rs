@@ -12,3 +12,7 @@ pub const FAULTY_GUEST: &str = env!("USP_TEST_GUEST_FAULTY");
 
 /// The guest that imports an interface no plugin may be granted (`tests/guests/ungranted`).
 pub const UNGRANTED_GUEST: &str = env!("USP_TEST_GUEST_UNGRANTED");
+
+/// A well-behaved guest serving `Device.X_TEST_Bench.` with 100 parameters `P1`..`P100`, for
+/// benchmarks (`tests/guests/wide`).
+pub const WIDE_GUEST: &str = env!("USP_TEST_GUEST_WIDE");

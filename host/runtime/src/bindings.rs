@@ -51,7 +51,9 @@ impl WasiView for HostState {
 
 impl HostState {
     fn claimed(&self, path: &str) -> bool {
-        self.claims.iter().any(|claim| path.starts_with(claim.as_str()))
+        self.claims
+            .iter()
+            .any(|claim| path.starts_with(claim.as_str()))
     }
 
     /// Forwards a change to the engine if the path lies in the plugin's claims: a plugin must
@@ -70,7 +72,10 @@ impl HostState {
 }
 
 fn args(values: Vec<ParamValue>) -> usp_dm::Args {
-    values.into_iter().map(|value| (value.name, value.value)).collect()
+    values
+        .into_iter()
+        .map(|value| (value.name, value.value))
+        .collect()
 }
 
 fn kv_fault(error: KvError) -> Fault {
@@ -107,7 +112,13 @@ impl usp::dm::host::Host for HostState {
             match change {
                 WitChange::ValueChanged(at) => {
                     let path = at.path.clone();
-                    self.push(&path, Change::ValueChanged { path: at.path, value: at.value });
+                    self.push(
+                        &path,
+                        Change::ValueChanged {
+                            path: at.path,
+                            value: at.value,
+                        },
+                    );
                 }
                 WitChange::ObjectCreated(path) => {
                     self.push(&path, Change::ObjectCreated { path: path.clone() })

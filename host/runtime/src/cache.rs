@@ -27,9 +27,11 @@ pub(crate) fn cache_path(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> Path
 /// file already present under the same key is reused. Meant for the compile child process
 /// (`usp-agent __compile <wasm> <cache-dir>`); it uses the same engine settings as the host.
 pub fn compile_to_cache(wasm_path: &Path, cache_dir: &Path) -> Result<PathBuf, RuntimeError> {
-    let host = |what: &str, err: &dyn std::fmt::Display| RuntimeError::Host(format!("{what}: {err}"));
+    let host =
+        |what: &str, err: &dyn std::fmt::Display| RuntimeError::Host(format!("{what}: {err}"));
     let engine = Engine::new(&codegen_config()).map_err(|err| host("engine", &err))?;
-    let wasm = std::fs::read(wasm_path).map_err(|err| host(&wasm_path.display().to_string(), &err))?;
+    let wasm =
+        std::fs::read(wasm_path).map_err(|err| host(&wasm_path.display().to_string(), &err))?;
     let target = cache_path(&engine, &wasm, cache_dir);
     if target.is_file() {
         return Ok(target);
@@ -37,7 +39,8 @@ pub fn compile_to_cache(wasm_path: &Path, cache_dir: &Path) -> Result<PathBuf, R
     let native = engine
         .precompile_component(&wasm)
         .map_err(|err| RuntimeError::Host(format!("{}: {err:#}", wasm_path.display())))?;
-    std::fs::create_dir_all(cache_dir).map_err(|err| host(&cache_dir.display().to_string(), &err))?;
+    std::fs::create_dir_all(cache_dir)
+        .map_err(|err| host(&cache_dir.display().to_string(), &err))?;
     // Written under a temporary name and renamed, so a reader never maps a partial file.
     let partial = target.with_extension(format!("partial-{}", std::process::id()));
     std::fs::write(&partial, &native).map_err(|err| host(&partial.display().to_string(), &err))?;
@@ -68,10 +71,16 @@ pub(crate) async fn load_component(
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|err| compile_error(format!("cannot run {}: {err}", compiler.program.display())))?;
+            .map_err(|err| {
+                compile_error(format!("cannot run {}: {err}", compiler.program.display()))
+            })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(compile_error(format!("{} ({})", stderr.trim(), output.status)));
+            return Err(compile_error(format!(
+                "{} ({})",
+                stderr.trim(),
+                output.status
+            )));
         }
         if !cached.is_file() {
             return Err(compile_error(format!(
@@ -112,7 +121,13 @@ mod tests {
     fn cache_key_changes_with_the_wasm_bytes() {
         let engine = Engine::new(&codegen_config()).unwrap();
         let dir = Path::new("/cache");
-        assert_ne!(cache_path(&engine, b"a", dir), cache_path(&engine, b"b", dir));
-        assert_eq!(cache_path(&engine, b"a", dir), cache_path(&engine, b"a", dir));
+        assert_ne!(
+            cache_path(&engine, b"a", dir),
+            cache_path(&engine, b"b", dir)
+        );
+        assert_eq!(
+            cache_path(&engine, b"a", dir),
+            cache_path(&engine, b"a", dir)
+        );
     }
 }

@@ -51,8 +51,9 @@ pub struct CompilerCommand {
 impl CompilerCommand {
     /// The running executable with the hidden `__compile` subcommand (what `usp-agent` does).
     pub fn current_exe() -> Result<CompilerCommand, RuntimeError> {
-        let program = std::env::current_exe()
-            .map_err(|err| RuntimeError::Host(format!("cannot find the running executable: {err}")))?;
+        let program = std::env::current_exe().map_err(|err| {
+            RuntimeError::Host(format!("cannot find the running executable: {err}"))
+        })?;
         Ok(CompilerCommand {
             program,
             args: vec![OsString::from("__compile")],
@@ -81,7 +82,9 @@ impl Default for Backoff {
 impl Backoff {
     /// The wait after `failures` consecutive failures (1 = first).
     pub fn delay(&self, failures: u32) -> Duration {
-        let factor = 1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(failures.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.initial.saturating_mul(factor).min(self.max)
     }
 }
@@ -139,7 +142,10 @@ pub(crate) struct Approved {
 
 /// Checks every grant and limit of `manifest` against `policy`; the first refused one is the
 /// error, named.
-pub(crate) fn approve(manifest: &Manifest, policy: &ApprovalPolicy) -> Result<Approved, RuntimeError> {
+pub(crate) fn approve(
+    manifest: &Manifest,
+    policy: &ApprovalPolicy,
+) -> Result<Approved, RuntimeError> {
     let denied = |grant: String| RuntimeError::GrantDenied {
         plugin: manifest.name.clone(),
         grant,
@@ -218,7 +224,11 @@ mod tests {
             dir.path().display()
         ));
         let error = approve(&wanted, &ApprovalPolicy::default()).unwrap_err();
-        assert!(error.to_string().contains(&dir.path().display().to_string()));
+        assert!(
+            error
+                .to_string()
+                .contains(&dir.path().display().to_string())
+        );
         let policy = ApprovalPolicy {
             readable_dirs: vec![dir.path().to_path_buf()],
             ..ApprovalPolicy::default()
@@ -228,9 +238,15 @@ mod tests {
 
     #[test]
     fn env_and_limits_beyond_policy_are_denied() {
-        let env = approve(&manifest("[grants]\nenv = { HOME = \"/\" }\n"), &ApprovalPolicy::default());
+        let env = approve(
+            &manifest("[grants]\nenv = { HOME = \"/\" }\n"),
+            &ApprovalPolicy::default(),
+        );
         assert!(env.unwrap_err().to_string().contains("HOME"));
-        let memory = approve(&manifest("[limits]\nmemory = 1073741824\n"), &ApprovalPolicy::default());
+        let memory = approve(
+            &manifest("[limits]\nmemory = 1073741824\n"),
+            &ApprovalPolicy::default(),
+        );
         assert!(memory.unwrap_err().to_string().contains("memory limit"));
     }
 

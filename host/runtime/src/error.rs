@@ -113,7 +113,10 @@ mod tests {
 
     #[test]
     fn plugin_faults_keep_usp_codes_and_replace_others_with_7003() {
-        assert_eq!(plugin_fault("p", 7012, "bad").code, UspErrorCode::InvalidValue);
+        assert_eq!(
+            plugin_fault("p", 7012, "bad").code,
+            UspErrorCode::InvalidValue
+        );
         let unknown = plugin_fault("p", 42, "odd");
         assert_eq!(unknown.code, UspErrorCode::InternalError);
         assert!(unknown.message.contains("plugin \"p\""));

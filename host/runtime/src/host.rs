@@ -88,14 +88,18 @@ impl PluginHost {
     /// Loads every plugin directory under `dir` (firmware-bundled plugins), in name order. One
     /// plugin failing to load does not stop the others; each result is returned and failures
     /// are logged.
-    pub async fn load_dir(&self, dir: &Path) -> Vec<(PathBuf, Result<Arc<PluginProvider>, RuntimeError>)> {
+    pub async fn load_dir(
+        &self,
+        dir: &Path,
+    ) -> Vec<(PathBuf, Result<Arc<PluginProvider>, RuntimeError>)> {
         let mut dirs: Vec<PathBuf> = match std::fs::read_dir(dir) {
             Ok(entries) => entries
                 .filter_map(|entry| entry.ok().map(|entry| entry.path()))
                 .filter(|path| path.join("manifest.toml").is_file())
                 .collect(),
             Err(err) => {
-                let error = RuntimeError::Host(format!("plugin directory {}: {err}", dir.display()));
+                let error =
+                    RuntimeError::Host(format!("plugin directory {}: {err}", dir.display()));
                 tracing::error!("{error}");
                 return vec![(dir.to_path_buf(), Err(error))];
             }
@@ -136,7 +140,9 @@ impl PluginHost {
             .get(&manifest.name)
             .cloned()
             .ok_or_else(|| RuntimeError::NotLoaded(manifest.name.clone()))?;
-        let provider = self.start(&manifest, dir, &plugins, Some(&manifest.name)).await?;
+        let provider = self
+            .start(&manifest, dir, &plugins, Some(&manifest.name))
+            .await?;
         old.shut_down().await;
         plugins.insert(manifest.name.clone(), Arc::clone(&provider));
         tracing::info!(plugin = %manifest.name, "plugin replaced");
@@ -155,7 +161,11 @@ impl PluginHost {
 
     /// The status of a loaded plugin.
     pub async fn status(&self, name: &str) -> Option<PluginStatus> {
-        self.plugins.lock().await.get(name).map(|provider| provider.status())
+        self.plugins
+            .lock()
+            .await
+            .get(name)
+            .map(|provider| provider.status())
     }
 
     /// Every loaded plugin with its status, by name.
@@ -174,7 +184,13 @@ impl PluginHost {
     }
 
     fn kv_store(&self, name: &str) -> KvStore {
-        KvStore::new(self.config.state_dir.join("plugin-data").join(name).join("kv"))
+        KvStore::new(
+            self.config
+                .state_dir
+                .join("plugin-data")
+                .join(name)
+                .join("kv"),
+        )
     }
 
     fn check_claims(
@@ -189,15 +205,30 @@ impl PluginHost {
             reason,
         };
         for claim in &manifest.claims {
-            if let Some(root) = self.config.reserved_roots.iter().find(|root| overlaps(claim, root)) {
-                return Err(rejected(claim, format!("{root} is owned by the agent core")));
+            if let Some(root) = self
+                .config
+                .reserved_roots
+                .iter()
+                .find(|root| overlaps(claim, root))
+            {
+                return Err(rejected(
+                    claim,
+                    format!("{root} is owned by the agent core"),
+                ));
             }
             for (other, provider) in plugins {
                 if Some(other.as_str()) == replacing {
                     continue;
                 }
-                if let Some(theirs) = provider.claims().iter().find(|theirs| overlaps(claim, theirs)) {
-                    return Err(rejected(claim, format!("overlaps {theirs} of plugin \"{other}\"")));
+                if let Some(theirs) = provider
+                    .claims()
+                    .iter()
+                    .find(|theirs| overlaps(claim, theirs))
+                {
+                    return Err(rejected(
+                        claim,
+                        format!("overlaps {theirs} of plugin \"{other}\""),
+                    ));
                 }
             }
         }

@@ -49,7 +49,9 @@ impl KvStore {
     /// Stores `value` under `key`.
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         if key.is_empty() || key.len() > MAX_KEY {
-            return Err(KvError::TooLarge(format!("key must be 1 to {MAX_KEY} bytes")));
+            return Err(KvError::TooLarge(format!(
+                "key must be 1 to {MAX_KEY} bytes"
+            )));
         }
         if value.len() > MAX_VALUE {
             return Err(KvError::TooLarge(format!(
@@ -113,7 +115,9 @@ mod tests {
     #[test]
     fn values_survive_a_new_store_on_the_same_directory() {
         let dir = tempfile::tempdir().unwrap();
-        KvStore::new(dir.path().join("kv")).set("Enable", b"true").unwrap();
+        KvStore::new(dir.path().join("kv"))
+            .set("Enable", b"true")
+            .unwrap();
         let reopened = KvStore::new(dir.path().join("kv"));
         assert_eq!(reopened.get("Enable").as_deref(), Some(&b"true"[..]));
         reopened.delete("Enable").unwrap();
@@ -137,7 +141,9 @@ mod tests {
         assert!(store.set(&"k".repeat(MAX_KEY + 1), b"").is_err());
         assert!(store.set("big", &vec![0; MAX_VALUE + 1]).is_err());
         for index in 0..16 {
-            store.set(&format!("k{index}"), &vec![0; MAX_VALUE]).unwrap();
+            store
+                .set(&format!("k{index}"), &vec![0; MAX_VALUE])
+                .unwrap();
         }
         let error = store.set("one-more", &[0; 16]).unwrap_err();
         assert!(error.to_string().contains("at most"));

@@ -124,7 +124,9 @@ impl Manifest {
             }
         }
         if manifest.limits.deadline_ms == 0 || manifest.limits.memory == 0 {
-            return Err(error("limits: memory and deadline_ms must be positive".into()));
+            return Err(error(
+                "limits: memory and deadline_ms must be positive".into(),
+            ));
         }
         Ok(manifest)
     }
@@ -172,14 +174,17 @@ mod tests {
 
     #[test]
     fn defaults_grant_nothing_and_apply_default_limits() {
-        let manifest = parse("name = \"t\"\nwasm = \"t.wasm\"\nclaims = [\"Device.Time.\"]\n").unwrap();
+        let manifest =
+            parse("name = \"t\"\nwasm = \"t.wasm\"\nclaims = [\"Device.Time.\"]\n").unwrap();
         assert_eq!(manifest.grants, Grants::default());
         assert_eq!(manifest.limits, Limits::default());
     }
 
     #[test]
     fn unknown_keys_and_bad_claims_are_rejected_with_the_field() {
-        let typo = parse("name = \"t\"\nwasm = \"t.wasm\"\nclaims = [\"Device.Time.\"]\n[limits]\nmemroy = 1\n");
+        let typo = parse(
+            "name = \"t\"\nwasm = \"t.wasm\"\nclaims = [\"Device.Time.\"]\n[limits]\nmemroy = 1\n",
+        );
         assert!(typo.unwrap_err().to_string().contains("memroy"));
         let claim = parse("name = \"t\"\nwasm = \"t.wasm\"\nclaims = [\"Time\"]\n");
         assert!(claim.unwrap_err().to_string().contains("\"Time\""));

@@ -73,7 +73,11 @@ struct Live {
 
 enum Slot {
     Live(Box<Live>),
-    Failed { reason: String, failures: u32, retry_at: Instant },
+    Failed {
+        reason: String,
+        failures: u32,
+        retry_at: Instant,
+    },
     Unloaded,
 }
 
@@ -105,7 +109,9 @@ impl std::fmt::Debug for PluginProvider {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Inner {
@@ -151,7 +157,9 @@ impl Inner {
             .pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|err| describe_failure(&err, &stderr, blueprint.approved.limits.deadline_ms))?;
+            .map_err(|err| {
+                describe_failure(&err, &stderr, blueprint.approved.limits.deadline_ms)
+            })?;
         Ok(Live {
             store,
             bindings,
@@ -171,7 +179,9 @@ impl Inner {
         match &*slot {
             Slot::Live(_) => {}
             Slot::Unloaded => return Err(plugin_unavailable(self.name(), "unloaded")),
-            Slot::Failed { reason, retry_at, .. } if Instant::now() < *retry_at => {
+            Slot::Failed {
+                reason, retry_at, ..
+            } if Instant::now() < *retry_at => {
                 let wait = retry_at.saturating_duration_since(Instant::now());
                 return Err(plugin_unavailable(
                     self.name(),
@@ -230,7 +240,11 @@ impl Inner {
                 Ok(value)
             }
             Err(err) => {
-                let reason = describe_failure(&err, &live.stderr, self.blueprint.approved.limits.deadline_ms);
+                let reason = describe_failure(
+                    &err,
+                    &live.stderr,
+                    self.blueprint.approved.limits.deadline_ms,
+                );
                 let failures = live.failures_before + 1;
                 self.fail(slot, failures, reason.clone());
                 Err(plugin_unavailable(self.name(), &reason))
@@ -314,7 +328,11 @@ impl PluginProvider {
             .map_err(|err| {
                 instantiate_error(format!(
                     "describe() failed: {}",
-                    describe_failure(&err, &live.stderr, inner.blueprint.approved.limits.deadline_ms)
+                    describe_failure(
+                        &err,
+                        &live.stderr,
+                        inner.blueprint.approved.limits.deadline_ms
+                    )
                 ))
             })?;
         let schema = crate::schema::from_wit(&name, &inner.blueprint.claims, described)?;
@@ -328,6 +346,27 @@ impl PluginProvider {
     /// The plugin's current status.
     pub fn status(&self) -> PluginStatus {
         lock(&self.inner.status).clone()
+    }
+
+    /// Re-instantiates the plugin now from its `InstancePre`, dropping the running instance
+    /// and its in-memory state (what a restart after a failure does, without waiting).
+    pub async fn restart(&self) -> Result<(), ProviderError> {
+        let inner = &self.inner;
+        let mut slot = inner.slot.lock().await;
+        if matches!(*slot, Slot::Unloaded) {
+            return Err(plugin_unavailable(inner.name(), "unloaded"));
+        }
+        match inner.instantiate(0).await {
+            Ok(live) => {
+                *slot = Slot::Live(Box::new(live));
+                inner.set_status(PluginStatus::Running);
+                Ok(())
+            }
+            Err(reason) => {
+                inner.fail(&mut slot, 1, reason.clone());
+                Err(plugin_unavailable(inner.name(), &reason))
+            }
+        }
     }
 
     /// The subtrees the plugin claimed in its manifest.
@@ -353,7 +392,10 @@ fn to_wit_values(values: &ParamValues) -> Vec<wit::ParamValue> {
 }
 
 fn from_wit_values(values: Vec<wit::ParamValue>) -> ParamValues {
-    values.into_iter().map(|value| (value.name, value.value)).collect()
+    values
+        .into_iter()
+        .map(|value| (value.name, value.value))
+        .collect()
 }
 
 #[async_trait]
@@ -377,7 +419,11 @@ impl Provider for PluginProvider {
             return Err(plugin_unavailable(inner.name(), "not running"));
         };
         live.store.set_epoch_deadline(inner.ticks);
-        let result = live.bindings.usp_dm_provider().call_instances(&mut live.store, table).await;
+        let result = live
+            .bindings
+            .usp_dm_provider()
+            .call_instances(&mut live.store, table)
+            .await;
         let mut numbers = inner
             .settle(&mut slot, result)?
             .map_err(|fault| plugin_fault(inner.name(), fault.code, &fault.message))?;
@@ -405,7 +451,11 @@ impl Provider for PluginProvider {
             })
             .collect();
         live.store.set_epoch_deadline(inner.ticks);
-        let result = live.bindings.usp_dm_provider().call_get(&mut live.store, &wit_requests).await;
+        let result = live
+            .bindings
+            .usp_dm_provider()
+            .call_get(&mut live.store, &wit_requests)
+            .await;
         let answers = match inner.settle(&mut slot, result) {
             Ok(answers) => answers,
             Err(error) => return failed(error),
@@ -439,7 +489,11 @@ impl Provider for PluginProvider {
         };
         let generation = live.generation;
         live.store.set_epoch_deadline(inner.ticks);
-        let result = live.bindings.usp_dm_provider().call_begin(&mut live.store).await;
+        let result = live
+            .bindings
+            .usp_dm_provider()
+            .call_begin(&mut live.store)
+            .await;
         let resource = inner.settle(&mut slot, result)?;
         Ok(Box::new(PluginTransaction {
             inner: Arc::clone(&self.inner),
@@ -463,7 +517,12 @@ impl Provider for PluginProvider {
         let result = live
             .bindings
             .usp_dm_provider()
-            .call_operate(&mut live.store, command, command_key, &to_wit_values(&input))
+            .call_operate(
+                &mut live.store,
+                command,
+                command_key,
+                &to_wit_values(&input),
+            )
             .await;
         match inner.settle(&mut slot, result)? {
             Ok(WitOutcome::Done(output)) => Ok(OperateOutcome::Done(from_wit_values(output))),
@@ -581,7 +640,9 @@ impl Drop for PluginTransaction {
 /// How long a failed plugin waits before its next restart attempt, for status reports.
 pub fn retry_in(status: &PluginStatus) -> Option<Duration> {
     match status {
-        PluginStatus::Failed { retry_at, .. } => Some(retry_at.saturating_duration_since(Instant::now())),
+        PluginStatus::Failed { retry_at, .. } => {
+            Some(retry_at.saturating_duration_since(Instant::now()))
+        }
         _ => None,
     }
 }

@@ -137,10 +137,14 @@ pub(crate) fn from_wit(
     for described_object in described.objects {
         let path = described_object.path.clone();
         if !path.starts_with("Device.") || !path.ends_with('.') || path.contains("..") {
-            return Err(rejected(format!("{path:?} is not a supported-DM object path")));
+            return Err(rejected(format!(
+                "{path:?} is not a supported-DM object path"
+            )));
         }
         if !claims.iter().any(|claim| path.starts_with(claim.as_str())) {
-            return Err(rejected(format!("{path} lies outside the claimed subtrees {claims:?}")));
+            return Err(rejected(format!(
+                "{path} lies outside the claimed subtrees {claims:?}"
+            )));
         }
         if schema.object(&path).is_some() {
             return Err(rejected(format!("{path} is described twice")));
@@ -173,8 +177,9 @@ fn check_standard(schema: &Schema) -> Result<(), String> {
     for object in schema.objects().filter(|object| !is_vendor(&object.path)) {
         let top = object.path.split('.').take(2).collect::<Vec<_>>().join(".") + ".";
         if !standard.contains_key(&top) {
-            let loaded = usp_dm::tr181::schema(&top)
-                .map_err(|err| format!("{}: not a TR-181 Device:2.19 object ({err})", object.path))?;
+            let loaded = usp_dm::tr181::schema(&top).map_err(|err| {
+                format!("{}: not a TR-181 Device:2.19 object ({err})", object.path)
+            })?;
             standard.insert(top.clone(), loaded);
         }
         let reference = standard
@@ -262,7 +267,14 @@ mod tests {
         let schema = from_wit(
             "time",
             &["Device.Time.".to_string()],
-            described("Device.Time.", &[("Enable", wit::ValueType::Boolean, wit::ParamAccess::ReadWrite)]),
+            described(
+                "Device.Time.",
+                &[(
+                    "Enable",
+                    wit::ValueType::Boolean,
+                    wit::ParamAccess::ReadWrite,
+                )],
+            ),
         )
         .unwrap();
         let object = schema.object("Device.Time.").unwrap();
@@ -276,29 +288,81 @@ mod tests {
         let wrong_type = from_wit(
             "time",
             &claims,
-            described("Device.Time.", &[("Enable", wit::ValueType::String, wit::ParamAccess::ReadWrite)]),
+            described(
+                "Device.Time.",
+                &[(
+                    "Enable",
+                    wit::ValueType::String,
+                    wit::ParamAccess::ReadWrite,
+                )],
+            ),
         );
-        assert!(wrong_type.unwrap_err().to_string().contains("Device.Time.Enable has type string"));
+        assert!(
+            wrong_type
+                .unwrap_err()
+                .to_string()
+                .contains("Device.Time.Enable has type string")
+        );
         let wrong_access = from_wit(
             "time",
             &claims,
-            described("Device.Time.", &[("Status", wit::ValueType::String, wit::ParamAccess::ReadWrite)]),
+            described(
+                "Device.Time.",
+                &[(
+                    "Status",
+                    wit::ValueType::String,
+                    wit::ParamAccess::ReadWrite,
+                )],
+            ),
         );
-        assert!(wrong_access.unwrap_err().to_string().contains("Device.Time.Status has access readWrite"));
+        assert!(
+            wrong_access
+                .unwrap_err()
+                .to_string()
+                .contains("Device.Time.Status has access readWrite")
+        );
     }
 
     #[test]
     fn objects_outside_claims_and_unknown_standard_objects_are_rejected() {
-        let outside = from_wit("p", &["Device.X_A.".to_string()], described("Device.X_B.", &[]));
-        assert!(outside.unwrap_err().to_string().contains("outside the claimed"));
-        let unknown = from_wit("p", &["Device.Time.".to_string()], described("Device.Time.Bogus.", &[]));
-        assert!(unknown.unwrap_err().to_string().contains("Device.Time.Bogus."));
-        assert!(from_wit("p", &["Device.X_A.".to_string()], described("Device.X_A.B.", &[])).is_ok());
+        let outside = from_wit(
+            "p",
+            &["Device.X_A.".to_string()],
+            described("Device.X_B.", &[]),
+        );
+        assert!(
+            outside
+                .unwrap_err()
+                .to_string()
+                .contains("outside the claimed")
+        );
+        let unknown = from_wit(
+            "p",
+            &["Device.Time.".to_string()],
+            described("Device.Time.Bogus.", &[]),
+        );
+        assert!(
+            unknown
+                .unwrap_err()
+                .to_string()
+                .contains("Device.Time.Bogus.")
+        );
+        assert!(
+            from_wit(
+                "p",
+                &["Device.X_A.".to_string()],
+                described("Device.X_A.B.", &[])
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn overlap_is_prefix_in_either_direction() {
-        assert!(overlaps("Device.LocalAgent.", "Device.LocalAgent.Controller."));
+        assert!(overlaps(
+            "Device.LocalAgent.",
+            "Device.LocalAgent.Controller."
+        ));
         assert!(overlaps("Device.IP.", "Device.IP."));
         assert!(!overlaps("Device.IP.", "Device.IPsec."));
     }

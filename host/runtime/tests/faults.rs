@@ -21,7 +21,10 @@ fn request(object: &str) -> Vec<GetRequest> {
     }]
 }
 
-async fn get_one(provider: &PluginProvider, object: &str) -> Result<usp_dm::ParamValues, ProviderError> {
+async fn get_one(
+    provider: &PluginProvider,
+    object: &str,
+) -> Result<usp_dm::ParamValues, ProviderError> {
     provider
         .get(&request(object))
         .await
@@ -35,23 +38,34 @@ async fn get_one(provider: &PluginProvider, object: &str) -> Result<usp_dm::Para
 async fn fails_then_recovers(fault: &str, limits: &str) -> (String, Duration) {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    let plugin = host.load(&common::faulty_dir(dir.path(), "faulty", limits)).await.unwrap();
+    let plugin = host
+        .load(&common::faulty_dir(dir.path(), "faulty", limits))
+        .await
+        .unwrap();
     assert_eq!(get_one(&plugin, ROOT).await.unwrap()["Ok"], "fine");
 
     let started = Instant::now();
-    let error = get_one(&plugin, &format!("{ROOT}{fault}.")).await.unwrap_err();
+    let error = get_one(&plugin, &format!("{ROOT}{fault}."))
+        .await
+        .unwrap_err();
     let took = started.elapsed();
     assert_eq!(error.code, UspErrorCode::InternalError, "{error}");
     assert!(error.message.contains("plugin \"faulty\""), "{error}");
 
     let status = plugin.status();
-    let PluginStatus::Failed { reason, failures, .. } = &status else {
+    let PluginStatus::Failed {
+        reason, failures, ..
+    } = &status
+    else {
         panic!("expected failed, got {status:?}");
     };
     assert_eq!(*failures, 1);
     let during_backoff = get_one(&plugin, ROOT).await.unwrap_err();
     assert_eq!(during_backoff.code, UspErrorCode::InternalError);
-    assert!(during_backoff.message.contains("restart in"), "{during_backoff}");
+    assert!(
+        during_backoff.message.contains("restart in"),
+        "{during_backoff}"
+    );
 
     common::wait_for_retry(&status).await;
     let values = get_one(&plugin, ROOT).await.unwrap();
@@ -76,7 +90,10 @@ async fn rust_panic_is_reported_with_its_message() {
 async fn infinite_loop_is_stopped_at_the_deadline() {
     let (reason, took) = fails_then_recovers("Loop", "deadline_ms = 200").await;
     assert!(reason.contains("deadline of 200 ms"), "{reason}");
-    assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
 }
 
 #[tokio::test]
@@ -88,7 +105,10 @@ async fn memory_bomb_stops_at_the_memory_limit() {
 #[tokio::test]
 async fn deep_recursion_traps_without_harming_the_host() {
     let (reason, _) = fails_then_recovers("Recursion", "").await;
-    assert!(reason.contains("stack") || reason.contains("out of bounds"), "{reason}");
+    assert!(
+        reason.contains("stack") || reason.contains("out of bounds"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
@@ -101,7 +121,10 @@ async fn hundred_megabyte_result_is_refused_by_the_memory_limit() {
 async fn other_plugins_keep_answering_while_one_is_failed() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    let faulty = host.load(&common::faulty_dir(dir.path(), "faulty", "")).await.unwrap();
+    let faulty = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap();
     let other = host
         .load(&common::plugin_dir(
             dir.path(),
@@ -113,7 +136,10 @@ async fn other_plugins_keep_answering_while_one_is_failed() {
         .unwrap();
     assert!(get_one(&faulty, &format!("{ROOT}Trap.")).await.is_err());
     assert!(matches!(faulty.status(), PluginStatus::Failed { .. }));
-    assert_eq!(get_one(&other, "Device.X_TEST_Other.").await.unwrap()["Ok"], "fine");
+    assert_eq!(
+        get_one(&other, "Device.X_TEST_Other.").await.unwrap()["Ok"],
+        "fine"
+    );
     assert_eq!(host.status("other").await, Some(PluginStatus::Running));
 }
 
@@ -121,18 +147,27 @@ async fn other_plugins_keep_answering_while_one_is_failed() {
 async fn repeated_failures_back_off_exponentially() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    let plugin = host.load(&common::faulty_dir(dir.path(), "faulty", "")).await.unwrap();
+    let plugin = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap();
     assert!(get_one(&plugin, &format!("{ROOT}Trap.")).await.is_err());
     let first = plugin.status();
     common::wait_for_retry(&first).await;
     // The restarted instance fails again before serving anything: the wait doubles.
     assert!(get_one(&plugin, &format!("{ROOT}Trap.")).await.is_err());
-    let PluginStatus::Failed { failures, retry_at, .. } = plugin.status() else {
+    let PluginStatus::Failed {
+        failures, retry_at, ..
+    } = plugin.status()
+    else {
         panic!("expected failed");
     };
     assert_eq!(failures, 2);
     let wait = retry_at.saturating_duration_since(Instant::now());
-    assert!(wait > Duration::from_millis(250) && wait <= Duration::from_millis(400), "{wait:?}");
+    assert!(
+        wait > Duration::from_millis(250) && wait <= Duration::from_millis(400),
+        "{wait:?}"
+    );
 }
 
 #[tokio::test]
@@ -146,7 +181,10 @@ async fn claim_of_a_core_owned_object_is_rejected_at_load() {
         "claims = [\"Device.LocalAgent.\"]\n",
     );
     let error = host.load(&plugin_dir).await.unwrap_err();
-    assert!(matches!(error, RuntimeError::ClaimRejected { .. }), "{error}");
+    assert!(
+        matches!(error, RuntimeError::ClaimRejected { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("Device.LocalAgent."), "{error}");
     assert!(host.plugins().await.is_empty());
 }
@@ -155,8 +193,13 @@ async fn claim_of_a_core_owned_object_is_rejected_at_load() {
 async fn claim_overlapping_another_plugin_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    host.load(&common::faulty_dir(dir.path(), "first", "")).await.unwrap();
-    let error = host.load(&common::faulty_dir(dir.path(), "second", "")).await.unwrap_err();
+    host.load(&common::faulty_dir(dir.path(), "first", ""))
+        .await
+        .unwrap();
+    let error = host
+        .load(&common::faulty_dir(dir.path(), "second", ""))
+        .await
+        .unwrap_err();
     assert!(error.to_string().contains("plugin \"first\""), "{error}");
 }
 
@@ -171,7 +214,10 @@ async fn ungranted_import_fails_at_load_naming_it() {
         "claims = [\"Device.X_TEST_Ungranted.\"]\n",
     );
     let error = host.load(&plugin_dir).await.unwrap_err();
-    assert!(matches!(error, RuntimeError::UngrantedImport { .. }), "{error}");
+    assert!(
+        matches!(error, RuntimeError::UngrantedImport { .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("usp:forbidden/shell"), "{error}");
 }
 
@@ -196,11 +242,19 @@ async fn corrupt_wasm_fails_at_load_and_the_host_goes_on() {
     let host = common::host(dir.path());
     let corrupt = dir.path().join("corrupt.wasm");
     std::fs::write(&corrupt, b"\0asm\x0d\0\x01\0this is not a component").unwrap();
-    let plugin_dir = common::plugin_dir(dir.path(), "corrupt", &corrupt, "claims = [\"Device.X_TEST_Corrupt.\"]\n");
+    let plugin_dir = common::plugin_dir(
+        dir.path(),
+        "corrupt",
+        &corrupt,
+        "claims = [\"Device.X_TEST_Corrupt.\"]\n",
+    );
     let error = host.load(&plugin_dir).await.unwrap_err();
     assert!(matches!(error, RuntimeError::Compile { .. }), "{error}");
     assert!(error.to_string().contains("plugin \"corrupt\""), "{error}");
-    let good = host.load(&common::faulty_dir(dir.path(), "faulty", "")).await.unwrap();
+    let good = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap();
     assert_eq!(get_one(&good, ROOT).await.unwrap()["Ok"], "fine");
 }
 
@@ -208,15 +262,39 @@ async fn corrupt_wasm_fails_at_load_and_the_host_goes_on() {
 async fn provider_serves_through_the_dm_trait_object() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    let provider: Arc<dyn Provider> = host.load(&common::faulty_dir(dir.path(), "faulty", "")).await.unwrap();
+    let provider: Arc<dyn Provider> = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap();
     assert_eq!(provider.name(), "faulty");
     let schema = provider.schema();
-    assert!(schema.object(ROOT).unwrap().command("Work()").unwrap().is_async);
+    assert!(
+        schema
+            .object(ROOT)
+            .unwrap()
+            .command("Work()")
+            .unwrap()
+            .is_async
+    );
     assert!(schema.object(&format!("{ROOT}Trap.")).is_some());
-    let answers = provider.get(&[
-        GetRequest { object: ROOT.to_string(), params: vec!["Ok".to_string()] },
-        GetRequest { object: "Device.X_TEST_Faults.Nope.".to_string(), params: Vec::new() },
-    ]).await;
-    assert_eq!(answers[0].as_ref().unwrap().keys().collect::<Vec<_>>(), ["Ok"]);
-    assert_eq!(answers[1].as_ref().unwrap_err().code, UspErrorCode::InvalidPath);
+    let answers = provider
+        .get(&[
+            GetRequest {
+                object: ROOT.to_string(),
+                params: vec!["Ok".to_string()],
+            },
+            GetRequest {
+                object: "Device.X_TEST_Faults.Nope.".to_string(),
+                params: Vec::new(),
+            },
+        ])
+        .await;
+    assert_eq!(
+        answers[0].as_ref().unwrap().keys().collect::<Vec<_>>(),
+        ["Ok"]
+    );
+    assert_eq!(
+        answers[1].as_ref().unwrap_err().code,
+        UspErrorCode::InvalidPath
+    );
 }

@@ -57,17 +57,27 @@ async fn committed_set_is_persisted_and_pushed_and_dropped_transaction_aborts() 
     }
     let host = common::host(dir.path());
     let plugin = host.load(&plugin_dir).await.unwrap();
-    assert_eq!(root_values(&*plugin).await["Stored"], "kept", "survives a new host");
+    assert_eq!(
+        root_values(&*plugin).await["Stored"],
+        "kept",
+        "survives a new host"
+    );
 }
 
 #[tokio::test]
 async fn async_command_pushes_its_event_and_completion() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    let plugin = host.load(&common::faulty_dir(dir.path(), "faulty", "")).await.unwrap();
+    let plugin = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap();
     let collected = common::Collected::default();
     plugin.attach(collected.sink());
-    let outcome = plugin.operate(&format!("{ROOT}Work()"), "key-1", Default::default()).await.unwrap();
+    let outcome = plugin
+        .operate(&format!("{ROOT}Work()"), "key-1", Default::default())
+        .await
+        .unwrap();
     let OperateOutcome::Started(token) = outcome else {
         panic!("expected an async start, got {outcome:?}");
     };
@@ -76,11 +86,21 @@ async fn async_command_pushes_its_event_and_completion() {
     assert_eq!(
         changes,
         [
-            Change::Event { object: ROOT.to_string(), name: "Worked!".to_string(), args: args.clone() },
-            Change::OperationComplete { token, result: Ok(args) },
+            Change::Event {
+                object: ROOT.to_string(),
+                name: "Worked!".to_string(),
+                args: args.clone()
+            },
+            Change::OperationComplete {
+                token,
+                result: Ok(args)
+            },
         ]
     );
-    let unknown = plugin.operate(&format!("{ROOT}Nope()"), "k", Default::default()).await.unwrap_err();
+    let unknown = plugin
+        .operate(&format!("{ROOT}Nope()"), "k", Default::default())
+        .await
+        .unwrap_err();
     assert_eq!(unknown.code, UspErrorCode::InvalidPath);
 }
 
@@ -88,16 +108,25 @@ async fn async_command_pushes_its_event_and_completion() {
 async fn transaction_of_a_restarted_plugin_fails_instead_of_touching_the_new_instance() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    let plugin = host.load(&common::faulty_dir(dir.path(), "faulty", "")).await.unwrap();
+    let plugin = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap();
     let mut txn = plugin.begin().await.unwrap();
     txn.set(ROOT, "Stored", "staged").await.unwrap();
     let crash = plugin
-        .get(&[GetRequest { object: format!("{ROOT}Trap."), params: Vec::new() }])
+        .get(&[GetRequest {
+            object: format!("{ROOT}Trap."),
+            params: Vec::new(),
+        }])
         .await;
     assert!(crash[0].is_err());
     common::wait_for_retry(&plugin.status()).await;
     let error = txn.commit().await.unwrap_err();
-    assert!(error.message.contains("restarted during the transaction"), "{error}");
+    assert!(
+        error.message.contains("restarted during the transaction"),
+        "{error}"
+    );
     assert_eq!(root_values(&*plugin).await["Stored"], "");
 }
 
@@ -109,9 +138,17 @@ async fn unload_stops_the_plugin_and_frees_its_claims() {
     let plugin = host.load(&plugin_dir).await.unwrap();
     host.unload("faulty").await.unwrap();
     assert_eq!(plugin.status(), PluginStatus::Unloaded);
-    let error = plugin.get(&[GetRequest { object: ROOT.to_string(), params: Vec::new() }]).await;
+    let error = plugin
+        .get(&[GetRequest {
+            object: ROOT.to_string(),
+            params: Vec::new(),
+        }])
+        .await;
     assert!(error[0].as_ref().unwrap_err().message.contains("unloaded"));
-    assert!(matches!(host.unload("faulty").await, Err(RuntimeError::NotLoaded(_))));
+    assert!(matches!(
+        host.unload("faulty").await,
+        Err(RuntimeError::NotLoaded(_))
+    ));
     host.load(&plugin_dir).await.unwrap();
 }
 
@@ -119,17 +156,32 @@ async fn unload_stops_the_plugin_and_frees_its_claims() {
 async fn bad_replacement_keeps_the_old_plugin_and_a_good_one_takes_over() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    let old = host.load(&common::faulty_dir(dir.path(), "faulty", "")).await.unwrap();
+    let old = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap();
 
     let broken = dir.path().join("broken.wasm");
     std::fs::write(&broken, b"not wasm at all").unwrap();
     let update_root = dir.path().join("update");
-    let broken_dir = common::plugin_dir(&update_root, "faulty", &broken, "claims = [\"Device.X_TEST_Faults.\"]\n");
+    let broken_dir = common::plugin_dir(
+        &update_root,
+        "faulty",
+        &broken,
+        "claims = [\"Device.X_TEST_Faults.\"]\n",
+    );
     assert!(host.replace(&broken_dir).await.is_err());
     assert_eq!(old.status(), PluginStatus::Running);
 
     let good_root = dir.path().join("good");
-    let new = host.replace(&common::faulty_dir(&good_root, "faulty", "deadline_ms = 500")).await.unwrap();
+    let new = host
+        .replace(&common::faulty_dir(
+            &good_root,
+            "faulty",
+            "deadline_ms = 500",
+        ))
+        .await
+        .unwrap();
     assert_eq!(old.status(), PluginStatus::Unloaded);
     assert_eq!(root_values(&*new).await["Ok"], "fine");
 }
@@ -140,7 +192,11 @@ async fn second_load_uses_the_compile_cache_without_running_the_compiler() {
     let plugin_dir = common::faulty_dir(dir.path(), "faulty", "");
     let mut cold = common::config(dir.path());
     cold.cache_dir = dir.path().join("plugin-cache");
-    PluginHost::new(cold).unwrap().load(&plugin_dir).await.unwrap();
+    PluginHost::new(cold)
+        .unwrap()
+        .load(&plugin_dir)
+        .await
+        .unwrap();
     let cached: Vec<PathBuf> = std::fs::read_dir(dir.path().join("plugin-cache"))
         .unwrap()
         .map(|entry| entry.unwrap().path())
@@ -169,6 +225,12 @@ async fn compiler_failure_names_the_plugin_and_the_program() {
         args: Vec::new(),
     };
     let host = PluginHost::new(config).unwrap();
-    let error = host.load(&common::faulty_dir(dir.path(), "faulty", "")).await.unwrap_err();
-    assert!(error.to_string().contains("/nonexistent/compiler"), "{error}");
+    let error = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("/nonexistent/compiler"),
+        "{error}"
+    );
 }

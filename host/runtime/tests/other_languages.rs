@@ -60,14 +60,21 @@ fn plugins_dir() -> &'static Path {
     })
 }
 
-/// Loads one example plugin. The state directory persists in the build target so that the
-/// compile cache (about 5 s of cranelift for Python and for JavaScript) is reused across runs.
-async fn load(lang: &str) -> (PluginHost, Arc<PluginProvider>, common::Collected) {
-    let host = common::host(&build_dir().join("state"));
-    let provider = host
-        .load(&plugins_dir().join(lang))
-        .await
-        .unwrap_or_else(|error| panic!("loading the {lang} example plugin: {error}"));
+/// Serialises loading: the first load of a component compiles it (seconds of debug-built
+/// cranelift for Python and JavaScript) into the compile cache shared by the crate's tests, and
+/// two tests compiling the same component at once would only double that.
+static LOADING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Loads one example plugin into a host whose state (key-value stores) lives in `state`, and
+/// collects the changes it pushes.
+async fn load(state: &Path, lang: &str) -> (PluginHost, Arc<PluginProvider>, common::Collected) {
+    let host = common::host(state);
+    let provider = {
+        let _loading = LOADING.lock().await;
+        host.load(&plugins_dir().join(lang))
+            .await
+            .unwrap_or_else(|error| panic!("loading the {lang} example plugin: {error}"))
+    };
     let collected = common::Collected::default();
     provider.attach(collected.sink());
     (host, provider, collected)
@@ -290,7 +297,8 @@ async fn exercise_command(provider: &dyn Provider, name: &str) {
 }
 
 async fn exercise(lang: &str, name: &str) {
-    let (_host, provider, collected) = load(lang).await;
+    let state = tempfile::tempdir().expect("state dir");
+    let (_host, provider, collected) = load(state.path(), lang).await;
     assert_eq!(provider.name(), format!("example-{lang}"));
     exercise_reads(&*provider, name).await;
     exercise_writes(&*provider, &collected, name).await;
@@ -314,8 +322,12 @@ async fn c_plugin_answers_gets_set_and_command() {
 
 #[tokio::test]
 async fn all_three_load_side_by_side_from_one_directory() {
-    let host = common::host(&build_dir().join("state"));
-    let results = host.load_dir(plugins_dir()).await;
+    let state = tempfile::tempdir().expect("state dir");
+    let host = common::host(state.path());
+    let results = {
+        let _loading = LOADING.lock().await;
+        host.load_dir(plugins_dir()).await
+    };
     for (path, result) in &results {
         assert!(
             result.is_ok(),

@@ -47,11 +47,23 @@ fn kernel_interfaces() -> BTreeMap<u32, String> {
 async fn load_dir_loads_every_bundled_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
-    let results = host.load_dir(Path::new(artifacts::BUNDLED_PLUGINS_DIR)).await;
+    let results = host
+        .load_dir(Path::new(artifacts::BUNDLED_PLUGINS_DIR))
+        .await;
     for (path, result) in &results {
-        assert!(result.is_ok(), "{}: {:?}", path.display(), result.as_ref().err());
+        assert!(
+            result.is_ok(),
+            "{}: {:?}",
+            path.display(),
+            result.as_ref().err()
+        );
     }
-    let names: Vec<String> = host.plugins().await.into_iter().map(|(name, _)| name).collect();
+    let names: Vec<String> = host
+        .plugins()
+        .await
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     assert_eq!(names, ["device-info", "network", "time"]);
 }
 
@@ -78,7 +90,10 @@ async fn loopback_shows_its_ipv4_address() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
     let network = load(&host, "network").await;
-    let (lo, _) = kernel_interfaces().into_iter().find(|(_, name)| name == "lo").expect("lo");
+    let (lo, _) = kernel_interfaces()
+        .into_iter()
+        .find(|(_, name)| name == "lo")
+        .expect("lo");
     let table = format!("Device.IP.Interface.{lo}.IPv4Address.");
     let numbers = network.instances(&table).await.unwrap();
     let mut addresses = Vec::new();
@@ -101,18 +116,34 @@ async fn ethernet_interfaces_are_the_arp_type_1_ones() {
     let ethernet: Vec<u32> = kernel_interfaces()
         .into_iter()
         .filter(|(_, name)| {
-            std::fs::read_to_string(format!("/sys/class/net/{name}/type")).unwrap().trim() == "1"
+            std::fs::read_to_string(format!("/sys/class/net/{name}/type"))
+                .unwrap()
+                .trim()
+                == "1"
         })
         .map(|(index, _)| index)
         .collect();
-    assert_eq!(network.instances("Device.Ethernet.Interface.").await.unwrap(), ethernet);
+    assert_eq!(
+        network
+            .instances("Device.Ethernet.Interface.")
+            .await
+            .unwrap(),
+        ethernet
+    );
     for index in ethernet {
         let values = get(&*network, &format!("Device.Ethernet.Interface.{index}.")).await;
         assert_eq!(values["MACAddress"].len(), 17, "{values:?}");
-        get(&*network, &format!("Device.Ethernet.Interface.{index}.Stats.")).await;
+        get(
+            &*network,
+            &format!("Device.Ethernet.Interface.{index}.Stats."),
+        )
+        .await;
     }
     let mut txn = network.begin().await.unwrap();
-    let refused = txn.set("Device.IP.Interface.1.", "Enable", "false").await.unwrap_err();
+    let refused = txn
+        .set("Device.IP.Interface.1.", "Enable", "false")
+        .await
+        .unwrap_err();
     assert_eq!(refused.code, UspErrorCode::RequestDenied);
     assert!(refused.message.contains("Device.IP.Interface.1.Enable"));
 }
@@ -123,21 +154,49 @@ async fn memory_and_processes_match_proc() {
     let host = common::host(dir.path());
     let info = load(&host, "device-info").await;
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
-    let total = meminfo.lines().next().unwrap().split_whitespace().nth(1).unwrap();
-    assert_eq!(get(&*info, "Device.DeviceInfo.MemoryStatus.").await["Total"], total);
+    let total = meminfo
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        get(&*info, "Device.DeviceInfo.MemoryStatus.").await["Total"],
+        total
+    );
 
     let pid = std::process::id();
-    let pids = info.instances("Device.DeviceInfo.ProcessStatus.Process.").await.unwrap();
+    let pids = info
+        .instances("Device.DeviceInfo.ProcessStatus.Process.")
+        .await
+        .unwrap();
     assert!(pids.contains(&pid));
-    let me = get(&*info, &format!("Device.DeviceInfo.ProcessStatus.Process.{pid}.")).await;
+    let me = get(
+        &*info,
+        &format!("Device.DeviceInfo.ProcessStatus.Process.{pid}."),
+    )
+    .await;
     assert_eq!(me["PID"], pid.to_string());
-    assert_eq!(me["State"], "Running", "this test is running: {me:?}");
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let comm = &stat[stat.find('(').unwrap() + 1..stat.rfind(')').unwrap()];
+    assert_eq!(me["Command"], comm);
+    assert!(
+        ["Running", "Sleeping"].contains(&me["State"].as_str()),
+        "{me:?}"
+    );
     let status = get(&*info, "Device.DeviceInfo.ProcessStatus.").await;
     assert!(status["CPUUsage"].parse::<u32>().unwrap() <= 100);
     let gone = info
-        .get(&[GetRequest { object: "Device.DeviceInfo.ProcessStatus.Process.4294967295.".into(), params: vec![] }])
+        .get(&[GetRequest {
+            object: "Device.DeviceInfo.ProcessStatus.Process.4294967295.".into(),
+            params: vec![],
+        }])
         .await;
-    assert_eq!(gone[0].as_ref().unwrap_err().code, UspErrorCode::ObjectDoesNotExist);
+    assert_eq!(
+        gone[0].as_ref().unwrap_err().code,
+        UspErrorCode::ObjectDoesNotExist
+    );
 }
 
 #[tokio::test]
@@ -151,19 +210,42 @@ async fn time_settings_are_validated_persisted_and_status_is_pushed() {
         assert_eq!(get(&*time, "Device.Time.").await["Status"], "Disabled");
 
         let mut txn = time.begin().await.unwrap();
-        let bad_server = txn.set("Device.Time.", "NTPServer1", "not a host").await.unwrap_err();
+        let bad_server = txn
+            .set("Device.Time.", "NTPServer1", "not a host")
+            .await
+            .unwrap_err();
         assert_eq!(bad_server.code, UspErrorCode::InvalidValue);
-        assert!(bad_server.message.contains("Device.Time.NTPServer1"), "{bad_server}");
-        let bad_zone = txn.set("Device.Time.", "LocalTimeZone", "Europe/Paris").await.unwrap_err();
+        assert!(
+            bad_server.message.contains("Device.Time.NTPServer1"),
+            "{bad_server}"
+        );
+        let bad_zone = txn
+            .set("Device.Time.", "LocalTimeZone", "Europe/Paris")
+            .await
+            .unwrap_err();
         assert_eq!(bad_zone.code, UspErrorCode::InvalidValue);
-        assert!(bad_zone.message.contains("Device.Time.LocalTimeZone"), "{bad_zone}");
-        txn.set("Device.Time.", "NTPServer1", "pool.ntp.org").await.unwrap();
-        txn.set("Device.Time.", "LocalTimeZone", "CET-1CEST,M3.5.0,M10.5.0/3").await.unwrap();
+        assert!(
+            bad_zone.message.contains("Device.Time.LocalTimeZone"),
+            "{bad_zone}"
+        );
+        txn.set("Device.Time.", "NTPServer1", "pool.ntp.org")
+            .await
+            .unwrap();
+        txn.set(
+            "Device.Time.",
+            "LocalTimeZone",
+            "CET-1CEST,M3.5.0,M10.5.0/3",
+        )
+        .await
+        .unwrap();
         txn.set("Device.Time.", "Enable", "1").await.unwrap();
         txn.commit().await.unwrap();
         assert_eq!(
             collected.wait_for(1).await,
-            [Change::ValueChanged { path: "Device.Time.Status".into(), value: "Unsynchronized".into() }]
+            [Change::ValueChanged {
+                path: "Device.Time.Status".into(),
+                value: "Unsynchronized".into()
+            }]
         );
     }
     let host = common::host(dir.path());
@@ -173,7 +255,9 @@ async fn time_settings_are_validated_persisted_and_status_is_pushed() {
     assert_eq!(values["LocalTimeZone"], "CET-1CEST,M3.5.0,M10.5.0/3");
     assert_eq!(values["Enable"], "true");
     assert_eq!(values["Status"], "Unsynchronized");
-    assert!(values["CurrentLocalTime"].ends_with('Z') && values["CurrentLocalTime"].starts_with("20"));
+    assert!(
+        values["CurrentLocalTime"].ends_with('Z') && values["CurrentLocalTime"].starts_with("20")
+    );
 }
 
 #[tokio::test]
@@ -187,10 +271,23 @@ async fn bundled_schemas_match_tr181_for_standard_parameters() {
             let reference = standard.object(&object.path).unwrap();
             for param in &object.params {
                 if let Some(expected) = reference.param(&param.name) {
-                    assert_eq!(expected.value_type, param.value_type, "{}{}", object.path, param.name);
-                    assert_eq!(expected.access, param.access, "{}{}", object.path, param.name);
+                    assert_eq!(
+                        expected.value_type, param.value_type,
+                        "{}{}",
+                        object.path, param.name
+                    );
+                    assert_eq!(
+                        expected.access, param.access,
+                        "{}{}",
+                        object.path, param.name
+                    );
                 } else {
-                    assert!(param.name.starts_with("NTPServer"), "{}{} is not in TR-181", object.path, param.name);
+                    assert!(
+                        param.name.starts_with("NTPServer"),
+                        "{}{} is not in TR-181",
+                        object.path,
+                        param.name
+                    );
                 }
             }
         }

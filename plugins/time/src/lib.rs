@@ -1,6 +1,6 @@
 //! `Device.Time.`: `Enable`, `Status`, `NTPServer1`–`NTPServer5`, `CurrentLocalTime` and
 //! `LocalTimeZone`. Writable settings are validated, persisted in the plugin's key-value store
-//! (so they survive agent restarts) and pushed as value changes on commit.
+//! (so they survive agent restarts); a change of the derived `Status` is pushed on commit.
 //!
 //! Layout:
 //! - [`validate`]: NTP server and POSIX time-zone rules.
@@ -164,12 +164,9 @@ impl Transaction for TimeTransaction {
         for (name, value) in &self.staged {
             host::kv::set(name, value.as_bytes())?;
         }
-        for (name, value) in self.staged {
-            if settings.0.get(&name) != Some(&value) {
-                host::notify_value_changed(&format!("{OBJECT}{name}"), &value);
-                settings.0.insert(name, value);
-            }
-        }
+        settings.0.extend(self.staged);
+        // The agent reports the committed parameters itself; `Status` follows from `Enable`
+        // without being written, so the plugin pushes it.
         if settings.status() != status_before {
             host::notify_value_changed(&format!("{OBJECT}Status"), settings.status());
         }
