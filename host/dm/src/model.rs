@@ -429,7 +429,7 @@ impl DataModel {
                     .flatten()
                     .map(|(_, def)| def);
                 let answer = match (results.next(), def) {
-                    (Some(Ok(values)), Some(def)) => Ok(filter_read(def, request, values)),
+                    (Some(Ok(values)), Some(def)) => Ok(filter_read(def, &request.params, values)),
                     (Some(Ok(_)), None) => Ok(ParamValues::new()),
                     (Some(Err(error)), _) => Err(DmError::provider(&request.object, error)),
                     (None, _) => Err(DmError::provider(
@@ -446,6 +446,48 @@ impl DataModel {
         answers
             .into_iter()
             .map(|answer| answer.unwrap_or_else(|| Ok(ParamValues::new())))
+            .collect()
+    }
+
+    /// Reads the same parameters of many objects that share one supported path (the
+    /// instances a search expression tests): one route lookup, one provider call, the object
+    /// paths moved into the call rather than copied.
+    pub(crate) async fn read_objects(
+        &self,
+        supported: &str,
+        objects: Vec<String>,
+        params: &[String],
+    ) -> Vec<Result<ParamValues, DmError>> {
+        let count = objects.len();
+        let def = match self.registry.object(supported) {
+            Some(def) if !def.params.is_empty() => def,
+            _ => return (0..count).map(|_| Ok(ParamValues::new())).collect(),
+        };
+        let provider = match self.owner_of(supported) {
+            Ok(provider) => provider,
+            Err(error) => return (0..count).map(|_| Err(error.clone())).collect(),
+        };
+        let calls: Vec<GetRequest> = objects
+            .into_iter()
+            .map(|object| GetRequest {
+                object,
+                params: params.to_vec(),
+            })
+            .collect();
+        let mut results = provider.get(&calls).await.into_iter();
+        calls
+            .iter()
+            .map(|call| match results.next() {
+                Some(Ok(values)) => Ok(filter_read(def, params, values)),
+                Some(Err(error)) => Err(DmError::provider(&call.object, error)),
+                None => Err(DmError::provider(
+                    &call.object,
+                    crate::provider::ProviderError::new(
+                        usp_codec::UspErrorCode::InternalError,
+                        format!("provider \"{}\" returned too few answers", provider.name()),
+                    ),
+                )),
+            })
             .collect()
     }
 
@@ -630,12 +672,12 @@ impl DataModel {
 }
 
 /// Keeps the schema's parameters (and only those asked for) and blanks write-only values.
-fn filter_read(def: &ObjectDef, request: &ReadRequest, values: ParamValues) -> ParamValues {
+fn filter_read(def: &ObjectDef, params: &[String], values: ParamValues) -> ParamValues {
     values
         .into_iter()
         .filter_map(|(name, value)| {
             let param = def.param(&name)?;
-            if !request.params.is_empty() && !request.params.contains(&name) {
+            if !params.is_empty() && !params.contains(&name) {
                 return None;
             }
             let value = if param.access == ParamAccess::WriteOnly {

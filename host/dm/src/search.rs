@@ -10,7 +10,7 @@ use usp_codec::path::{
 };
 
 use crate::error::DmError;
-use crate::model::{DataModel, ReadRequest, ResolvedObject};
+use crate::model::{DataModel, ResolvedObject};
 use crate::schema::ParamDef;
 use crate::value::{DateTime, Number, ValueType, parse_bool};
 
@@ -93,11 +93,7 @@ pub(crate) async fn step(
                 };
                 was_search |= !plan.unique_key;
                 let numbers = dm.instances(&cursor.path, &cursor.supported).await?;
-                let candidates: Vec<Cursor> = numbers
-                    .iter()
-                    .map(|number| instance(cursor, format!("{}{number}.", cursor.path)))
-                    .collect();
-                let matched = filter(dm, plan, candidates, text).await?;
+                let matched = filter(dm, plan, cursor, &numbers, text).await?;
                 if matched.is_empty() && plan.unique_key && !searching {
                     return Err(DmError::NoSuchObject {
                         path: format!("{}[{expression}].", cursor.path),
@@ -277,17 +273,19 @@ fn compile(
     Ok(Compiled { terms, unique_key })
 }
 
-/// Keeps the candidates whose values satisfy every term.
+/// The instances of `table` (by number) whose values satisfy every term.
 async fn filter(
     dm: &DataModel,
     plan: &Compiled,
-    candidates: Vec<Cursor>,
+    table: &Cursor,
+    numbers: &[u32],
     text: &str,
 ) -> Result<Vec<Cursor>, DmError> {
-    if candidates.is_empty() {
-        return Ok(candidates);
+    if numbers.is_empty() {
+        return Ok(Vec::new());
     }
-    // One batched read for every term that needs no reference following.
+    // One batched read per sub-object prefix for every term that needs no reference
+    // following (usually one read: the instance's own parameters).
     let mut prefixes: Vec<&str> = Vec::new();
     for term in &plan.terms {
         if let Some((prefix, _, _)) = &term.direct
@@ -296,48 +294,48 @@ async fn filter(
             prefixes.push(prefix);
         }
     }
-    let mut requests = Vec::with_capacity(candidates.len() * prefixes.len());
-    for candidate in &candidates {
-        for prefix in &prefixes {
-            let params = plan
-                .terms
-                .iter()
-                .filter_map(|term| match &term.direct {
-                    Some((p, _, _)) if p == prefix => Some(term.lhs.param.clone()),
-                    _ => None,
-                })
-                .collect();
-            requests.push(ReadRequest {
-                object: format!("{}{prefix}", candidate.path),
-                supported: format!("{}{prefix}", candidate.supported),
-                params,
-            });
-        }
+    let mut answers = Vec::with_capacity(prefixes.len());
+    for prefix in &prefixes {
+        let params: Vec<String> = plan
+            .terms
+            .iter()
+            .filter_map(|term| match &term.direct {
+                Some((p, _, _)) if p == prefix => Some(term.lhs.param.clone()),
+                _ => None,
+            })
+            .collect();
+        let objects = numbers
+            .iter()
+            .map(|number| format!("{}{number}.{prefix}", table.path))
+            .collect();
+        let supported = format!("{}{prefix}", table.supported);
+        answers.push(dm.read_objects(&supported, objects, &params).await);
     }
-    let answers = dm.read(&requests).await;
     let mut kept = Vec::new();
-    for (index, candidate) in candidates.into_iter().enumerate() {
+    for (index, number) in numbers.iter().enumerate() {
         let mut matches = true;
         for term in &plan.terms {
             let Some((prefix, def, constant)) = &term.direct else {
                 continue;
             };
             let slot = prefixes.iter().position(|p| p == prefix).unwrap_or(0);
-            let value = match &answers[index * prefixes.len() + slot] {
-                Ok(values) => values.get(&term.lhs.param).map(String::as_str),
-                Err(_) => None,
+            let value = match answers.get(slot).and_then(|column| column.get(index)) {
+                Some(Ok(values)) => values.get(&term.lhs.param).map(String::as_str),
+                _ => None,
             };
             if !value.is_some_and(|value| compare(def, value, term.op, constant)) {
                 matches = false;
                 break;
             }
         }
-        if matches {
-            for term in plan.terms.iter().filter(|term| term.direct.is_none()) {
-                if !eval_followed(dm, &candidate, term, text).await? {
-                    matches = false;
-                    break;
-                }
+        if !matches {
+            continue;
+        }
+        let candidate = instance(table, format!("{}{number}.", table.path));
+        for term in plan.terms.iter().filter(|term| term.direct.is_none()) {
+            if !eval_followed(dm, &candidate, term, text).await? {
+                matches = false;
+                break;
             }
         }
         if matches {
