@@ -197,8 +197,16 @@ build_one() {
     fi
     dest="$out/plugins/$lang"
     mkdir -p "$dest"
-    cp "$here/$lang/manifest.toml" "$dest/manifest.toml"
-    ln -f "$cached" "$dest/$lang.wasm" 2>/dev/null || cp "$cached" "$dest/$lang.wasm"
+    # Replaced by rename, and only when changed, so a test reading the plugin directory while
+    # another run of this script finishes never sees a partial file.
+    if ! cmp -s "$here/$lang/manifest.toml" "$dest/manifest.toml"; then
+        cp "$here/$lang/manifest.toml" "$dest/.manifest.toml.$$"
+        mv -f "$dest/.manifest.toml.$$" "$dest/manifest.toml"
+    fi
+    if [ ! "$cached" -ef "$dest/$lang.wasm" ]; then
+        ln -f "$cached" "$dest/.$lang.wasm.$$" 2>/dev/null || cp "$cached" "$dest/.$lang.wasm.$$"
+        mv -f "$dest/.$lang.wasm.$$" "$dest/$lang.wasm"
+    fi
 }
 
 if [ "$regen_c" = 1 ]; then
