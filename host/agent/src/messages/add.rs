@@ -139,6 +139,15 @@ async fn stage(
             },
         ));
     }
+    if resolution.objects.is_empty() {
+        // A search in a parent segment matched nothing: there is no table to create in.
+        return Err(Failure::path(
+            &create.obj_path,
+            &DmError::NoSuchObject {
+                path: create.obj_path.clone(),
+            },
+        ));
+    }
     let mut created = Vec::with_capacity(resolution.objects.len());
     for table in &resolution.objects {
         if !table.table {
@@ -594,5 +603,22 @@ mod tests {
                 "Device.IP.Interface.2.IPv4Address.2."
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn add_under_a_parent_search_matching_nothing_is_7016() {
+        let fx = Fixture::new().await;
+        let resp = add_resp(
+            add(
+                &fx,
+                true,
+                vec![create(
+                    r#"Device.IP.Interface.[Type=="Tunnel"].IPv4Address."#,
+                    &[],
+                )],
+            )
+            .await,
+        );
+        assert_eq!(failure(&resp.created_obj_results[0]).err_code, 7016);
     }
 }
