@@ -71,10 +71,10 @@ pub fn parse_local_addresses(fib_trie: &str) -> Vec<Ipv4Addr> {
         let trimmed = line.trim_start();
         if let Some(leaf) = trimmed.strip_prefix("|-- ") {
             last_leaf = leaf.trim().parse().ok();
-        } else if trimmed.starts_with("/32 host LOCAL") {
-            if let Some(address) = last_leaf {
-                addresses.push(address);
-            }
+        } else if trimmed.starts_with("/32 host LOCAL")
+            && let Some(address) = last_leaf
+        {
+            addresses.push(address);
         }
     }
     addresses.sort_unstable();
