@@ -321,6 +321,13 @@ impl Notifier {
                     let row = path.rsplit_once('.').map_or("", |(row, _)| row);
                     self.periodic.remove(row);
                 }
+                // Parameters whose schema says value changes are ignored (counters, uptime)
+                // are never notified, even when a write changed them.
+                let ignored = param_def(dm, path)
+                    .is_some_and(|def| def.value_change == usp_dm::ValueChange::WillIgnore);
+                if ignored {
+                    return Vec::new();
+                }
                 let subscriptions = self.matching(dm, NotifType::ValueChange, path).await;
                 if subscriptions.is_empty() {
                     return Vec::new();
@@ -702,13 +709,14 @@ async fn data_matches(dm: &DataModel, reference: &Path, changed: &str) -> bool {
         .unwrap_or(false)
 }
 
+fn param_def<'a>(dm: &'a DataModel, path: &str) -> Option<&'a usp_dm::ParamDef> {
+    let (object, name) = path.rsplit_once('.')?;
+    dm.object_def(&supported(&format!("{object}.")))?
+        .param(name)
+}
+
 fn param_is_secured(dm: &DataModel, path: &str) -> bool {
-    let Some((object, name)) = path.rsplit_once('.') else {
-        return false;
-    };
-    dm.object_def(&supported(&format!("{object}.")))
-        .and_then(|def| def.param(name))
-        .is_some_and(|def| def.secured)
+    param_def(dm, path).is_some_and(|def| def.secured)
 }
 
 /// The unique-key values of a new instance (every key's parameters).
@@ -1143,6 +1151,29 @@ mod tests {
         assert_eq!(event.event_name, "Periodic!");
         let second = fx.notifier.next_deadline().unwrap() - first;
         assert!((56..=64).contains(&second.as_secs()), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn parameters_marked_value_change_ignored_are_never_notified() {
+        let mut fx = Fx::new(FULL).await;
+        let mut object = usp_dm::ObjectDef::new("Device.X_Test.");
+        object.params = vec![
+            usp_dm::ParamDef::new("Counter", usp_dm::ValueType::UnsignedInt)
+                .access(usp_dm::ParamAccess::ReadWrite)
+                .value_change_ignored(),
+            usp_dm::ParamDef::new("Name", usp_dm::ValueType::String)
+                .access(usp_dm::ParamAccess::ReadWrite),
+        ];
+        let schema: usp_dm::Schema = std::iter::once(object).collect();
+        fx.dm
+            .register(Arc::new(MemoryProvider::new("test", schema)))
+            .unwrap();
+        fx.subscribe("x", "ValueChange", "Device.X_Test.", &[])
+            .await;
+        fx.set("Device.X_Test.", "Counter", "7").await;
+        assert!(fx.pump(Instant::now()).await.is_empty());
+        fx.set("Device.X_Test.", "Name", "n").await;
+        assert_eq!(fx.pump(Instant::now()).await.len(), 1);
     }
 
     #[tokio::test]
