@@ -9,10 +9,18 @@ fuzz_target!(|text: &str| {
     let lines = text.lines().count().max(1);
     let parsed = parse(text);
     for entry in &parsed.entries {
-        assert!(entry.line >= 1 && entry.line <= lines, "entry line {}", entry.line);
+        assert!(
+            entry.line >= 1 && entry.line <= lines,
+            "entry line {}",
+            entry.line
+        );
         assert!(!entry.path.is_empty());
     }
     for error in &parsed.errors {
-        assert!(error.line >= 1 && error.line <= lines, "error line {}", error.line);
+        assert!(
+            error.line >= 1 && error.line <= lines,
+            "error line {}",
+            error.line
+        );
     }
 });

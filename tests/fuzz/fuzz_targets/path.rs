@@ -8,7 +8,11 @@ use usp_codec::path::Path;
 fuzz_target!(|text: &str| {
     if let Ok(path) = Path::parse(text) {
         let printed = path.to_string();
-        assert_eq!(Path::parse(&printed).as_ref(), Ok(&path), "printed as {printed:?}");
+        assert_eq!(
+            Path::parse(&printed).as_ref(),
+            Ok(&path),
+            "printed as {printed:?}"
+        );
     }
     if let Ok(path) = Path::parse_supported(text) {
         let printed = path.to_string();

@@ -10,6 +10,10 @@ fuzz_target!(|expr: &str| {
     let text = format!("Device.IP.Interface.[{expr}].Status");
     if let Ok(path) = Path::parse(&text) {
         let printed = path.to_string();
-        assert_eq!(Path::parse(&printed).as_ref(), Ok(&path), "printed as {printed:?}");
+        assert_eq!(
+            Path::parse(&printed).as_ref(),
+            Ok(&path),
+            "printed as {printed:?}"
+        );
     }
 });

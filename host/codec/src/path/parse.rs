@@ -358,6 +358,11 @@ impl<'a> Parser<'a> {
             }
             return Err(self.error(start, "unterminated string"));
         }
+        // A bare value (number, boolean, date) never starts with an operator character; taking
+        // one would make `A < =1` print as `A<=1`, which reads back as another comparison.
+        if matches!(self.peek(), Some(b'=' | b'!' | b'<' | b'>' | b'~')) {
+            return Err(self.error(start, "expected a value, found an operator character"));
+        }
         while let Some(byte) = self.peek() {
             if matches!(byte, b' ' | b'\t' | b'&' | b']' | b'"' | b'[') {
                 break;
@@ -656,5 +661,13 @@ mod tests {
     fn over_long_path_is_rejected() {
         let text = "Device.".repeat(MAX_PATH_LEN);
         assert!(reject(&text).reason.contains("too long"));
+    }
+
+    #[test]
+    fn bare_value_starting_with_an_operator_is_rejected() {
+        // Found by the search_expr fuzz target: `A < =1` printed as `A<=1`, another comparison.
+        let error = reject("Device.IP.Interface.[A\t<\t=1A<=].Status");
+        assert!(error.reason.contains("operator"), "{error}");
+        assert!(reject("Device.IP.Interface.[A==<1].Status").reason.contains("operator"));
     }
 }
