@@ -668,6 +668,10 @@ mod tests {
         // Found by the search_expr fuzz target: `A < =1` printed as `A<=1`, another comparison.
         let error = reject("Device.IP.Interface.[A\t<\t=1A<=].Status");
         assert!(error.reason.contains("operator"), "{error}");
-        assert!(reject("Device.IP.Interface.[A==<1].Status").reason.contains("operator"));
+        assert!(
+            reject("Device.IP.Interface.[A==<1].Status")
+                .reason
+                .contains("operator")
+        );
     }
 }
