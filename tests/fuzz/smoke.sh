@@ -10,11 +10,11 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 # The workspace denies unsafe code: libFuzzer without AddressSanitizer finds the same panics in
 # safe Rust and builds much faster.
-cargo +nightly fuzz build --fuzz-dir . -s none
+cargo +nightly fuzz build --fuzz-dir . -s none --features agent
 for target in $(cargo +nightly fuzz list --fuzz-dir .); do
     mkdir -p "$scratch/$target" "corpus/$target"
     echo "== $target ($secs s)"
-    if ! cargo +nightly fuzz run --fuzz-dir . -s none "$target" "$scratch/$target" "corpus/$target" -- \
+    if ! cargo +nightly fuzz run --fuzz-dir . -s none --features agent "$target" "$scratch/$target" "corpus/$target" -- \
         -max_total_time="$secs" -max_len=4096 >"$scratch/$target.log" 2>&1; then
         tail -n 40 "$scratch/$target.log" >&2
         echo "fuzz target $target failed: see tests/fuzz/artifacts/$target" >&2
