@@ -1,8 +1,8 @@
 //! Builds the guest components (first-party plugins and the fault-test guests) for
 //! `wasm32-wasip2` with a nested cargo, so a plain `cargo build`/`cargo test` produces them
-//! with no manual step. The plugins are assembled into a directory of `<name>/manifest.toml`
-//! + `<name>.wasm` (what `PluginHost::load_dir` reads) and both locations are handed to the
-//! crate through `env!`.
+//! with no manual step. The plugins are assembled into a directory holding, per plugin,
+//! `<name>/manifest.toml` and `<name>/<name>.wasm` (what `PluginHost::load_dir` reads); both
+//! locations are handed to the crate through `env!`.
 
 use std::env;
 use std::fs;

@@ -2,6 +2,9 @@
 //! misbehaviour marks only the guilty plugin failed (7003 naming it), other plugins keep
 //! answering, and the plugin is re-instantiated after its backoff.
 
+// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

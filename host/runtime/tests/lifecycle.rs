@@ -1,6 +1,9 @@
 //! Load, unload, replace, the compile cache, transactions, async commands and pushed changes,
 //! with the real `tests/guests/faulty` component.
 
+// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::{Path, PathBuf};

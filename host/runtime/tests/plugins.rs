@@ -1,6 +1,9 @@
 //! The first-party plugins (`plugins/`), loaded from the bundled directory exactly as the agent
 //! loads firmware plugins, checked against what this machine's kernel reports.
 
+// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
