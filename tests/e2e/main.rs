@@ -5,6 +5,7 @@
 //! - `support`: the [`support::Agent`] harness (start, wait, restart, run uspctl).
 //! - `cli`: every uspctl command against a running agent, output forms and error codes.
 //! - `persistence`: restart, factory-reset file, corrupt database, FactoryReset()/Reboot().
+//! - `mtp`: the MTPs (WebSocket, UDS, MQTT through mosquitto) with real controllers; faults.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,5 +13,6 @@
 )]
 
 mod cli;
+mod mtp;
 mod persistence;
 mod support;
