@@ -95,7 +95,10 @@ fn values(pairs: &[(&str, &str)]) -> ParamValues {
 }
 
 fn assert_fault<T: std::fmt::Debug>(result: Result<T, ProviderError>, code: u32, names: &str) {
-    let error = result.expect_err(&format!("expected fault {code} naming {names}"));
+    let error = match result {
+        Ok(value) => panic!("expected fault {code} naming {names}, got {value:?}"),
+        Err(error) => error,
+    };
     assert_eq!(error.code.code(), code, "{error}");
     assert!(error.message.contains(names), "{error} should name {names}");
 }
