@@ -59,7 +59,10 @@ impl Bench {
             .block_on(messages::handle(&mut self.dm, &self.ctx, request))
             .expect("an answer");
         let changes = std::mem::take(&mut *self.pending.lock().expect("pending"));
-        assert!(!changes.is_empty(), "the message changed nothing: {reply:?}");
+        assert!(
+            !changes.is_empty(),
+            "the message changed nothing: {reply:?}"
+        );
         self.store.commit(&changes).expect("durable write");
         reply
     }

@@ -448,7 +448,10 @@ mod tests {
             panic!("not a WebSocket server: {:?}", config.mtp[1]);
         };
         let tls = ws.tls.as_ref().unwrap();
-        assert_eq!(tls.cert_file, Some(PathBuf::from("/opt/agent/tls/agent.pem")));
+        assert_eq!(
+            tls.cert_file,
+            Some(PathBuf::from("/opt/agent/tls/agent.pem"))
+        );
         assert_eq!(tls.key_file, Some(PathBuf::from("/etc/agent.key")));
     }
 }
