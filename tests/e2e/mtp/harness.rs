@@ -326,11 +326,6 @@ impl Agent {
         ready.with_context(|| format!("agent log:\n{}", self.log()))
     }
 
-    /// The test's directory (configuration, state, log, UDS socket).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// The UDS MTP's socket.
     pub fn uds_path(&self) -> PathBuf {
         self.dir.path().join("usp.sock")
