@@ -9,7 +9,7 @@
 //! ```
 //! use usp_codec::path::{Path, Segment};
 //! let path = Path::parse(r#"Device.IP.Interface.[Name=="eth0"].Status"#).unwrap();
-//! assert!(matches!(path.segments[2], Segment::Search(_)));
+//! assert!(matches!(path.segments[3], Segment::Search(_)));
 //! assert_eq!(path.to_string(), r#"Device.IP.Interface.[Name=="eth0"].Status"#);
 //! ```
 
