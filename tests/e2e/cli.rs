@@ -154,3 +154,37 @@ fn sigterm_stops_the_agent_cleanly_and_removes_the_socket() {
     );
     assert!(!socket.exists());
 }
+
+#[test]
+fn bundled_plugins_serve_their_subtrees() {
+    let agent = Agent::start_with(Setup {
+        extra: "[plugins]\nbundled = true\nreadable_dirs = [\"/proc\", \"/sys\"]\n",
+        ..Setup::default()
+    });
+    let out = agent.ok(&["gsdm", "Device."]);
+    for expected in [
+        "Device.Time.",
+        "Device.IP.",
+        "Device.DeviceInfo.MemoryStatus.",
+    ] {
+        assert!(out.contains(expected), "missing {expected} in:\n{out}");
+    }
+    let total = agent.value("Device.DeviceInfo.MemoryStatus.Total");
+    assert!(total.parse::<u64>().is_ok_and(|kib| kib > 0), "{total}");
+}
+
+#[test]
+fn a_plugin_whose_grant_is_not_approved_is_left_out() {
+    let agent = Agent::start_with(Setup {
+        extra: "[plugins]\nbundled = true\n",
+        ..Setup::default()
+    });
+    let output = agent.uspctl(&["get", "Device.DeviceInfo.MemoryStatus."]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(agent.value("Device.DeviceInfo.Manufacturer"), "Example");
+    assert!(
+        agent.log().contains("plugin failed to load"),
+        "{}",
+        agent.log()
+    );
+}

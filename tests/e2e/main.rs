@@ -5,14 +5,22 @@
 //! - `support`: the [`support::Agent`] harness (start, wait, restart, run uspctl).
 //! - `cli`: every uspctl command against a running agent, output forms and error codes.
 //! - `persistence`: restart, factory-reset file, corrupt database, FactoryReset()/Reboot().
+//! - `remote`: uspctl as a Controller over the WebSocket MTP; unknown endpoints.
 //! - `mtp`: the MTPs (WebSocket, UDS, MQTT through mosquitto) with real controllers; faults.
+//! - `access_control`: RBAC over the WebSocket MTP (TP-469 2.16, 2.18).
+//! - `notifications`: subscriptions, Notify promptness and retry timing (TP-469 1.54, 1.57).
+//! - `fault`: broker restarts, kill -9 durability, slow controllers, request floods.
 
 #![allow(
     clippy::unwrap_used,
     reason = "a test fails loudly on an unexpected error"
 )]
 
+mod access_control;
 mod cli;
+mod fault;
 mod mtp;
+mod notifications;
 mod persistence;
+mod remote;
 mod support;

@@ -16,7 +16,7 @@
 mod broker;
 mod expect;
 mod faults;
-mod harness;
-mod peer;
+pub(crate) mod harness;
+pub(crate) mod peer;
 mod serving;
 mod tls;

@@ -6,7 +6,6 @@
 //! only holds what the device integrator decides: identity, where state lives, limits, and the
 //! commands behind `Device.Reboot()` and `Device.FactoryReset()`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -148,15 +147,41 @@ pub struct CommandsConfig {
     pub factory_reset: Option<Vec<String>>,
 }
 
-/// `[plugins]`: WebAssembly data-model providers.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[plugins]`: WebAssembly data-model providers (`usp:dm` components). Each plugin is a
+/// directory holding `manifest.toml` and the `.wasm` it names; its grants are checked against
+/// the approvals below, and a grant that is not approved makes the plugin fail to load.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
-    /// Directory scanned for plugins at start. Default: none (no plugins).
+    /// Load the first-party plugins built with this agent (`device-info`, `network`, `time`).
+    /// Default `false`.
+    pub bundled: bool,
+    /// A directory of plugin directories, loaded at start. Default: none.
     pub dir: Option<PathBuf>,
-    /// Capability grants approved per plugin name (`[plugins.approve.<name>]`); a grant a
-    /// plugin's manifest asks for but is not approved here makes the plugin fail to load.
-    pub approve: BTreeMap<String, Vec<String>>,
+    /// Host directories plugins may have preopened read-only (`/proc`). Default: none.
+    pub readable_dirs: Vec<PathBuf>,
+    /// Environment variables plugins may be granted. Default: none.
+    pub env: Vec<String>,
+    /// Whether manifests may pass configuration values to their plugin. Default `true`.
+    pub allow_config: bool,
+    /// Largest memory a manifest may ask for, in bytes. Default 64 MiB.
+    pub max_memory: u64,
+    /// Longest per-call deadline a manifest may ask for, in milliseconds. Default 10000.
+    pub max_deadline_ms: u64,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            bundled: false,
+            dir: None,
+            readable_dirs: Vec::new(),
+            env: Vec::new(),
+            allow_config: true,
+            max_memory: 64 * 1024 * 1024,
+            max_deadline_ms: 10_000,
+        }
+    }
 }
 
 impl Config {
@@ -298,6 +323,15 @@ impl Config {
         self.plugins.dir.as_ref().map(|path| self.resolve(path))
     }
 
+    /// The readable directories plugins may be granted, resolved.
+    pub fn plugin_readable_dirs(&self) -> Vec<PathBuf> {
+        self.plugins
+            .readable_dirs
+            .iter()
+            .map(|path| self.resolve(path))
+            .collect()
+    }
+
     /// MTP files (UDS socket, TLS certificates and keys) are relative to the config file too,
     /// not to the agent's working directory.
     fn resolve_mtp_paths(&mut self) {
@@ -358,6 +392,9 @@ mod tests {
         assert!(!config.agent.serve_untrusted);
         assert!(config.commands.reboot.is_none());
         assert!(config.factory_reset_file().is_none());
+        assert!(!config.plugins.bundled);
+        assert!(config.plugin_dir().is_none());
+        assert!(config.mtp.is_empty());
     }
 
     #[test]
@@ -376,6 +413,21 @@ mod tests {
             Some(PathBuf::from("/opt/agent/fr.txt"))
         );
         assert_eq!(config.control_socket(), PathBuf::from("/run/x.sock"));
+    }
+
+    #[test]
+    fn mtp_tables_and_plugin_approvals_parse() {
+        let config = Config::from_toml(
+            "[plugins]\nbundled = true\nreadable_dirs = [\"data\"]\n\
+             [[mtp]]\nname = \"ws\"\nprotocol = \"websocket-server\"\nport = 0\n",
+            "/opt/agent",
+        )
+        .unwrap();
+        assert_eq!(config.mtp[0].name, "ws");
+        assert_eq!(
+            config.plugin_readable_dirs(),
+            vec![PathBuf::from("/opt/agent/data")]
+        );
     }
 
     #[test]

@@ -5,11 +5,13 @@
 //! - [`actor`]: the task that owns the data model and the store and handles every Record.
 //! - `access`: Controller lookup and the RBAC adapter.
 //! - `hooks`: what the agent does for the message handlers (Request rows, Subscription fill).
+//! - `plugins`: the WebAssembly plugins registered at start.
 
 pub mod actor;
 
 mod access;
 mod hooks;
+mod plugins;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -66,6 +68,9 @@ pub enum AgentError {
     /// The control socket could not be opened.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The plugin host could not start.
+    #[error("plugin host: {0}")]
+    Plugins(#[from] usp_runtime::RuntimeError),
 }
 
 /// Runs the agent until `shutdown` resolves or a device command asks for a restart.
@@ -122,6 +127,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     dm.register(Arc::new(tables.clone()))?;
     let trust = controller_trust.trust();
     dm.register(Arc::new(controller_trust))?;
+    // The plugin host runs the providers registered above; it lives until `run` returns.
+    let plugin_host = plugins::load(&config, &mut dm).await?;
     device.announce_boot(&cause.command_key, &cause.cause, &cause.reason);
 
     let (mtp_tx, mtp) = mpsc::channel(256);
@@ -177,6 +184,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         )
         .await;
     server.abort();
+    drop(plugin_host);
     if let Err(error) = std::fs::remove_file(&socket) {
         tracing::debug!(%error, "control socket already gone");
     }

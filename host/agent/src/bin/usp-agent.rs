@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use usp_agent::agent::{self, Exit};
 use usp_agent::config::Config;
@@ -17,6 +17,22 @@ struct Cli {
     /// The configuration file (see examples/agent.toml).
     #[arg(long, short = 'c', default_value = "agent.toml")]
     config: PathBuf,
+    #[command(subcommand)]
+    internal: Option<Internal>,
+}
+
+/// Subcommands the agent runs itself, in a child process.
+#[derive(Subcommand)]
+enum Internal {
+    /// Compiles a plugin component into the compile cache (the plugin host's out-of-process
+    /// compiler: exit 0 on success, the error on stderr otherwise).
+    #[command(name = "__compile", hide = true)]
+    Compile {
+        /// The component.
+        wasm: PathBuf,
+        /// The compile cache directory.
+        cache_dir: PathBuf,
+    },
 }
 
 async fn shutdown_signal() {
@@ -62,6 +78,15 @@ fn restart() -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Internal::Compile { wasm, cache_dir }) = &cli.internal {
+        return match usp_runtime::compile_to_cache(wasm, cache_dir) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(error) => {

@@ -83,8 +83,9 @@ impl ControlServer {
                     });
                 }
                 Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
                     tracing::warn!(%error, "control socket accept failed");
-                    tokio::task::yield_now().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 }
             }
         }

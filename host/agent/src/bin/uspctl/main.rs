@@ -1,10 +1,12 @@
 //! `uspctl`: talks USP to a running agent. Finds the agent through the same `agent.toml` the
-//! agent runs with (`--config`) or a control-socket path (`--socket`), sends one request, prints
+//! agent runs with (`--config`) or a control-socket path (`--socket`), or reaches it over a
+//! network MTP as a Controller (`--ws <url>`, `--mqtt <host:port>` with `--agent-id`), sends one
+//! request, prints
 //! the answer readably or as JSON (`--json`), and exits 1 when the answer holds a USP error
 //! (printed with its code and message), 2 when the agent could not be asked at all.
 //!
 //! Layout:
-//! - `transport`: the [`transport::Transport`] trait and the control-socket transport.
+//! - `transport`: the [`transport::Transport`] trait: the control socket and network MTPs.
 //! - `request`: command-line arguments to USP request Msgs.
 //! - `render`: USP answers to text and JSON.
 
@@ -21,7 +23,9 @@ use clap::{Args, Parser, Subcommand};
 use usp_agent::config::Config;
 use usp_proto::usp;
 
-use crate::transport::{ControlSocket, exchange};
+use usp_mtp::controller::{Endpoint, MqttEndpoint, WsEndpoint};
+
+use crate::transport::{ControlSocket, Remote, Transport};
 
 /// Talk USP to a running usp-agent.
 #[derive(Parser)]
@@ -29,6 +33,8 @@ use crate::transport::{ControlSocket, exchange};
 struct Cli {
     #[command(flatten)]
     target: TargetArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Print the answer as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -42,7 +48,7 @@ struct Cli {
     command: Command,
 }
 
-/// Where the agent is: exactly one of these.
+/// Where the agent is: exactly one of `--config`, `--socket`, `--ws`, `--mqtt`.
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 struct TargetArgs {
@@ -52,6 +58,27 @@ struct TargetArgs {
     /// The agent's control socket.
     #[arg(long, short = 's', global = true)]
     socket: Option<PathBuf>,
+    /// The agent's WebSocket server (`ws://127.0.0.1:8443/usp`); needs `--agent-id`.
+    #[arg(long, global = true, requires = "agent_id")]
+    ws: Option<String>,
+    /// An MQTT broker (`host:port`) the agent listens on; needs `--agent-id` and
+    /// `--agent-topic`.
+    #[arg(long, global = true, requires_all = ["agent_id", "agent_topic"])]
+    mqtt: Option<String>,
+}
+
+/// Network MTP details (with `--ws` or `--mqtt`).
+#[derive(Args)]
+struct RemoteArgs {
+    /// The agent's Endpoint ID.
+    #[arg(long, global = true)]
+    agent_id: Option<String>,
+    /// The MQTT topic the agent subscribes to.
+    #[arg(long, global = true)]
+    agent_topic: Option<String>,
+    /// The MQTT topic uspctl receives answers on (default `uspctl/<pid>`).
+    #[arg(long, global = true)]
+    own_topic: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -162,24 +189,51 @@ impl Command {
     }
 }
 
+/// Splits `host:port`.
+fn host_port(text: &str) -> anyhow::Result<(&str, u16)> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .with_context(|| format!("{text:?} is not host:port"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("{text:?}: bad port"))?;
+    Ok((host, port))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<bool> {
-    let socket = match (&cli.target.config, &cli.target.socket) {
-        (_, Some(socket)) => socket.clone(),
-        (Some(config), None) => Config::load(config)
-            .with_context(|| format!("reading {}", config.display()))?
-            .control_socket(),
-        (None, None) => anyhow::bail!("give --config <agent.toml> or --socket <path>"),
-    };
     let msg_id = format!("uspctl-{}", std::process::id());
     let request = cli.command.to_msg(&msg_id)?;
-    let mut transport = ControlSocket::connect(&socket).await?;
-    let reply = exchange(
-        &mut transport,
-        &cli.controller_id,
-        &request,
-        Duration::from_secs(cli.timeout),
-    )
-    .await?;
+    let timeout = Duration::from_secs(cli.timeout);
+    let target = &cli.target;
+    let reply = if target.ws.is_some() || target.mqtt.is_some() {
+        let agent_id = cli.remote.agent_id.as_deref().unwrap_or_default();
+        let endpoint = match (&target.ws, &target.mqtt) {
+            (Some(url), _) => Endpoint::WebSocket(WsEndpoint { url: url.clone() }),
+            (None, Some(broker)) => {
+                let (host, port) = host_port(broker)?;
+                let own_topic = cli
+                    .remote
+                    .own_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("uspctl/{}", std::process::id()));
+                let agent_topic = cli.remote.agent_topic.as_deref().unwrap_or_default();
+                Endpoint::Mqtt(MqttEndpoint::new(host, port, agent_topic, &own_topic))
+            }
+            (None, None) => anyhow::bail!("give --ws or --mqtt"),
+        };
+        let mut remote = Remote::connect(&cli.controller_id, agent_id, endpoint, timeout).await?;
+        remote.exchange(&request, timeout).await?
+    } else {
+        let socket = match (&target.config, &target.socket) {
+            (_, Some(socket)) => socket.clone(),
+            (Some(config), None) => Config::load(config)
+                .with_context(|| format!("reading {}", config.display()))?
+                .control_socket(),
+            (None, None) => anyhow::bail!("give --config <agent.toml> or --socket <path>"),
+        };
+        let mut local = ControlSocket::connect(&socket, &cli.controller_id).await?;
+        local.exchange(&request, timeout).await?
+    };
     let rendered = render::render(&reply);
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&rendered.json)?);
