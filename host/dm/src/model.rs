@@ -988,6 +988,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deleting_an_instance_reports_its_nested_instances_deleted_too() {
+        let mut item = ObjectDef::new("Device.X.Item.{i}.");
+        item.access = ObjectAccess::AddDelete;
+        let mut part = ObjectDef::new("Device.X.Item.{i}.Part.{i}.");
+        part.access = ObjectAccess::AddDelete;
+        let schema = [ObjectDef::new("Device.X."), item, part]
+            .into_iter()
+            .collect();
+        let provider = MemoryProvider::new("x", schema);
+        let mut snapshot = Snapshot::default();
+        for object in [
+            "Device.X.Item.1.",
+            "Device.X.Item.1.Part.1.",
+            "Device.X.Item.1.Part.2.",
+            "Device.X.Item.2.",
+            "Device.X.Item.2.Part.1.",
+        ] {
+            snapshot.instances.push(object.to_string());
+        }
+        provider.restore(&snapshot);
+        let mut dm = DataModel::default();
+        dm.register(Arc::new(provider))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut tx = dm.begin();
+        tx.delete(&ResolvedObject::object("Device.X.Item.1.", "Device.X.Item.{i}."))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let deleted: Vec<String> = tx
+            .commit()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .filter_map(|change| match change {
+                Change::ObjectDeleted { path } => Some(path),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            deleted,
+            [
+                "Device.X.Item.1.",
+                "Device.X.Item.1.Part.1.",
+                "Device.X.Item.1.Part.2."
+            ]
+        );
+    }
+
+    #[tokio::test]
     async fn unregistering_makes_paths_unsupported() {
         let (mut dm, _) = model();
         let id = dm

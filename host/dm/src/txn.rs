@@ -165,6 +165,16 @@ impl<'a> DmTransaction<'a> {
                 path: object.path.clone(),
             });
         }
+        // Instances of nested tables go with their parent; each gets its own ObjectDeletion
+        // (a subscription may watch only the nested table). Listed before the delete, while
+        // they still exist.
+        let nested: Vec<ResolvedObject> = self
+            .dm
+            .subtree(object, 0)
+            .await?
+            .into_iter()
+            .filter(|below| below.path != object.path && below.supported.ends_with(".{i}."))
+            .collect();
         let path = object.path.clone();
         let tx = self.provider_tx(&object.supported, &path).await?;
         tx.delete(&path)
@@ -172,6 +182,13 @@ impl<'a> DmTransaction<'a> {
             .map_err(|error| DmError::provider(&path, error))?;
         let id = self.dm.owner_id(&object.supported)?;
         self.changes.push((id, Change::ObjectDeleted { path }));
+        for below in nested {
+            // A subtree mounted by another provider is not deleted with this one.
+            if self.dm.owner_id(&below.supported)? == id {
+                self.changes
+                    .push((id, Change::ObjectDeleted { path: below.path }));
+            }
+        }
         Ok(())
     }
 
