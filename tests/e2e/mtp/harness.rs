@@ -22,6 +22,8 @@ pub const OTHER_CONTROLLER: &str = "proto::mtp-e2e-ctl-2";
 pub const STRANGER: &str = "proto::mtp-e2e-stranger";
 /// The topic the agent's MQTT 5.0 MTP subscribes to.
 pub const AGENT_TOPIC_V5: &str = "usp/agent/e2e-v5";
+/// The topic the agent's MQTT 3.1.1 MTP subscribes to.
+pub const AGENT_TOPIC_V311: &str = "usp/agent/e2e-v311";
 /// The topic [`CONTROLLER`] subscribes to; the agent's MQTTConnect goes there.
 pub const CONTROLLER_TOPIC: &str = "usp/controller/e2e";
 

@@ -1,5 +1,5 @@
-//! A controller on each MTP gets correct answers from the real agent: WebSocket and MQTT 5.0
-//! through usp-mtp's controller client, UDS through the test's own framing; and the
+//! A controller on each MTP gets correct answers from the real agent: WebSocket and MQTT 5.0 /
+//! 3.1.1 through usp-mtp's controller client, UDS through the test's own framing; and the
 //! shipped `examples/agent.toml` serves WebSocket, UDS and `uspctl` as it is.
 
 use std::process::Stdio;
@@ -14,8 +14,8 @@ use usp_mtp::controller::{
 
 use super::expect::{self, MANUFACTURER};
 use super::harness::{
-    AGENT_ID, AGENT_TOPIC_V5, Agent, CONTROLLER, CONTROLLER_TOPIC, Mosquitto, MqttMtp, Setup,
-    bounded, free_port,
+    AGENT_ID, AGENT_TOPIC_V5, AGENT_TOPIC_V311, Agent, CONTROLLER, CONTROLLER_TOPIC, Mosquitto,
+    MqttMtp, Setup, bounded, free_port,
 };
 use super::peer::{Link, UdsLink, WsLink, get_record, recv_msg, recv_msg_from};
 
@@ -69,12 +69,20 @@ async fn controllers_on_websocket_uds_and_mqtt_get_device_info() {
     bounded(async {
         let broker = Mosquitto::start().await?;
         let mut agent = Agent::start(Setup {
-            mqtt: vec![MqttMtp {
-                name: "mqtt5",
-                port: broker.port,
-                version: "5.0",
-                topic: AGENT_TOPIC_V5,
-            }],
+            mqtt: vec![
+                MqttMtp {
+                    name: "mqtt5",
+                    port: broker.port,
+                    version: "5.0",
+                    topic: AGENT_TOPIC_V5,
+                },
+                MqttMtp {
+                    name: "mqtt311",
+                    port: broker.port,
+                    version: "3.1.1",
+                    topic: AGENT_TOPIC_V311,
+                },
+            ],
             ..Setup::default()
         })
         .await?;
@@ -116,6 +124,15 @@ async fn controllers_on_websocket_uds_and_mqtt_get_device_info() {
         )
         .await?;
         device_info(&mqtt5).await?;
+        let (mqtt311, _) = mqtt_client(
+            broker.port,
+            MqttVersion::V3_1_1,
+            (CONTROLLER, AGENT_ID),
+            (AGENT_TOPIC_V311, "usp/controller/e2e-311"),
+        )
+        .await
+        .with_context(|| agent.log())?;
+        device_info(&mqtt311).await?;
         agent.check_running()
     })
     .await

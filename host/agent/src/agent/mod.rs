@@ -11,6 +11,7 @@ pub mod actor;
 
 mod access;
 mod hooks;
+#[cfg(feature = "plugins")]
 mod plugins;
 
 use std::collections::HashMap;
@@ -69,6 +70,7 @@ pub enum AgentError {
     #[error(transparent)]
     Control(#[from] ControlError),
     /// The plugin host could not start.
+    #[cfg(feature = "plugins")]
     #[error("plugin host: {0}")]
     Plugins(#[from] usp_runtime::RuntimeError),
 }
@@ -128,6 +130,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     let trust = controller_trust.trust();
     dm.register(Arc::new(controller_trust))?;
     // The plugin host runs the providers registered above; it lives until `run` returns.
+    #[cfg(feature = "plugins")]
     let plugin_host = plugins::load(&config, &mut dm).await?;
     device.announce_boot(&cause.command_key, &cause.cause, &cause.reason);
 
@@ -184,6 +187,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         )
         .await;
     server.abort();
+    #[cfg(feature = "plugins")]
     drop(plugin_host);
     if let Err(error) = std::fs::remove_file(&socket) {
         tracing::debug!(%error, "control socket already gone");

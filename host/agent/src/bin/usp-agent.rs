@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use usp_agent::agent::{self, Exit};
 use usp_agent::config::Config;
@@ -17,12 +17,14 @@ struct Cli {
     /// The configuration file (see examples/agent.toml).
     #[arg(long, short = 'c', default_value = "agent.toml")]
     config: PathBuf,
+    #[cfg(feature = "plugins")]
     #[command(subcommand)]
     internal: Option<Internal>,
 }
 
 /// Subcommands the agent runs itself, in a child process.
-#[derive(Subcommand)]
+#[cfg(feature = "plugins")]
+#[derive(clap::Subcommand)]
 enum Internal {
     /// Compiles a plugin component into the compile cache (the plugin host's out-of-process
     /// compiler: exit 0 on success, the error on stderr otherwise).
@@ -78,6 +80,7 @@ fn restart() -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "plugins")]
     if let Some(Internal::Compile { wasm, cache_dir }) = &cli.internal {
         return match usp_runtime::compile_to_cache(wasm, cache_dir) {
             Ok(_) => ExitCode::SUCCESS,

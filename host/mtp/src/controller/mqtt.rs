@@ -71,6 +71,15 @@ impl MqttEndpoint {
         format!("mqtt://{}:{}", self.host, self.port)
     }
 
+    /// What we subscribe to: our topic, and under 3.1.1 also its `/reply-to=` extensions, since
+    /// the agent names its own reply-to in every PUBLISH topic, answers included (R-MQTT.22/24).
+    fn filter(&self) -> String {
+        match self.version {
+            MqttVersion::V5 => self.own_topic.clone(),
+            MqttVersion::V3_1_1 => format!("{}/#", self.own_topic),
+        }
+    }
+
     /// The PUBLISH topic: the agent's topic, with our topic appended for 3.1.1.
     fn publish_topic(&self) -> String {
         match self.version {
@@ -229,7 +238,7 @@ async fn run(
         };
         match packet {
             Packet::ConnAck(Ok(())) => {
-                if let Err(reason) = client.subscribe(&endpoint.own_topic, endpoint.qos).await {
+                if let Err(reason) = client.subscribe(&endpoint.filter(), endpoint.qos).await {
                     tracing::warn!(%reason, "MQTT SUBSCRIBE could not be queued");
                 }
             }
@@ -388,6 +397,14 @@ mod tests {
     fn v5_publishes_to_the_agent_topic_itself() {
         let endpoint = MqttEndpoint::new("127.0.0.1", 1883, "usp/agent/a", "usp/ctl/c");
         assert_eq!(endpoint.publish_topic(), "usp/agent/a");
+    }
+
+    #[test]
+    fn v311_subscribes_below_its_topic_to_receive_answers_carrying_a_reply_to() {
+        let mut endpoint = MqttEndpoint::new("127.0.0.1", 1883, "usp/agent/a", "usp/ctl/c");
+        assert_eq!(endpoint.filter(), "usp/ctl/c");
+        endpoint.version = MqttVersion::V3_1_1;
+        assert_eq!(endpoint.filter(), "usp/ctl/c/#");
     }
 
     #[test]
