@@ -26,7 +26,7 @@ use crate::boot::{self, BootCause};
 use crate::builtin::device::DeviceAction;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
-use crate::notify::{Notifier, Outbound};
+use crate::notify::{DeviceIdentity, Notifier, Outbound};
 use crate::rbac::{ORIGINATOR, TrustHandle, access_for};
 use crate::store::Store;
 
@@ -320,6 +320,24 @@ impl Actor {
                         Some(Exit::Restart)
                     }
                 }
+            }
+            DeviceAction::SendOnBoardRequest { controller } => {
+                let info = &self.config.device_info;
+                let identity = DeviceIdentity {
+                    oui: info.manufacturer_oui.clone(),
+                    product_class: info.product_class.clone(),
+                    serial_number: info.serial_number.clone(),
+                };
+                match self
+                    .notifier
+                    .on_board_request(&controller, &identity, Instant::now())
+                {
+                    Some(out) => self.send_notifys(vec![out]).await,
+                    None => {
+                        tracing::warn!(%controller, "OnBoardRequest: the Controller has no EndpointID")
+                    }
+                }
+                None
             }
             DeviceAction::FactoryReset {
                 command_key,

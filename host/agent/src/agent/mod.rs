@@ -25,7 +25,7 @@ use usp_mtp::{MtpSettings, Mtps};
 use crate::boot::{self, BootError};
 use crate::builtin::device::DeviceProvider;
 use crate::builtin::device_info::DeviceInfoProvider;
-use crate::builtin::local_agent::{self, LocalAgentProvider, SUBSCRIPTION_TABLE};
+use crate::builtin::local_agent::{self, LocalAgentProvider, LocalAgentTables, SUBSCRIPTION_TABLE};
 use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::Config;
 use crate::control::server::{ControlError, ControlServer};
@@ -111,7 +111,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         let _ = changes_tx.send((provider, change));
     }));
     let (actions_tx, actions) = mpsc::unbounded_channel();
-    let device = Arc::new(DeviceProvider::new(actions_tx)?);
+    let device = Arc::new(DeviceProvider::new(actions_tx.clone())?);
     dm.register(Arc::clone(&device) as Arc<dyn Provider>)?;
     dm.register(Arc::new(DeviceInfoProvider::new(
         config.device_info.clone(),
@@ -124,7 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         started,
         tables.clone(),
     )?))?;
-    dm.register(Arc::new(tables.clone()))?;
+    dm.register(Arc::new(LocalAgentTables::new(tables.clone(), actions_tx)))?;
     let trust = controller_trust.trust();
     dm.register(Arc::new(controller_trust))?;
     // The plugin host runs the providers registered above; it lives until `run` returns.
