@@ -1012,9 +1012,12 @@ mod tests {
         dm.register(Arc::new(provider))
             .unwrap_or_else(|e| panic!("{e}"));
         let mut tx = dm.begin();
-        tx.delete(&ResolvedObject::object("Device.X.Item.1.", "Device.X.Item.{i}."))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        tx.delete(&ResolvedObject::object(
+            "Device.X.Item.1.",
+            "Device.X.Item.{i}.",
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
         let deleted: Vec<String> = tx
             .commit()
             .await
