@@ -1,6 +1,7 @@
 //! Subscriptions end to end over the real WebSocket MTP: `Periodic!` comes every
 //! `PeriodicNotifInterval`, `Persistent` subscriptions survive an agent restart and the others
-//! do not, and deleting an instance sends an ObjectDeletion for each nested instance.
+//! do not, an unanswered Notify of a persistent subscription is resent after a restart, and
+//! deleting an instance sends an ObjectDeletion for each nested instance.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -14,8 +15,9 @@ use usp_codec::usp_proto::usp::response::RespType;
 use usp_mtp::controller::ControllerClient;
 
 use crate::access_control::{add, set};
-use crate::mtp::harness::{Agent, Setup, bounded};
-use crate::notifications::{client_with_events, next_notify};
+use crate::mtp::harness::{Agent, CONTROLLER, Setup, bounded};
+use crate::mtp::peer::WsLink;
+use crate::notifications::{client_with_events, exchange, next_notify, notify_resp, wait_notify};
 
 const CONTROLLER_ROW: &str = "Device.LocalAgent.Controller.1.";
 const SUBSCRIPTIONS: &str = "Device.LocalAgent.Subscription.";
@@ -213,6 +215,132 @@ async fn deleting_a_parent_sends_object_deletion_for_each_nested_instance() -> a
             deleted.insert(deletion.obj_path);
         }
         assert_eq!(deleted, nested);
+        Ok(())
+    })
+    .await
+}
+
+/// A Set of one parameter (allow_partial=false), as a request.
+fn set_request(object: &str, param: &str, value: &str) -> ReqType {
+    ReqType::Set(usp::Set {
+        allow_partial: false,
+        update_objs: vec![usp::set::UpdateObject {
+            obj_path: object.to_string(),
+            param_settings: vec![usp::set::UpdateParamSetting {
+                param: param.to_string(),
+                value: value.to_string(),
+                required: true,
+            }],
+        }],
+    })
+}
+
+/// An Add of one subscription, as a request.
+fn subscribe_request(params: &[(&str, &str)]) -> ReqType {
+    ReqType::Add(usp::Add {
+        allow_partial: false,
+        create_objs: vec![usp::add::CreateObject {
+            obj_path: SUBSCRIPTIONS.to_string(),
+            param_settings: params
+                .iter()
+                .map(|(param, value)| usp::add::CreateParamSetting {
+                    param: param.to_string(),
+                    value: value.to_string(),
+                    required: true,
+                })
+                .collect(),
+        }],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswered_notify_of_a_persistent_subscription_is_resent_after_a_restart()
+-> anyhow::Result<()> {
+    bounded(async {
+        let mut agent = Agent::start(Setup::default()).await?;
+        let mut link = WsLink::connect(agent.ws_port, CONTROLLER, None).await?;
+        let mut notifys = Vec::new();
+        let reference = "Device.LocalAgent.Controller.1.ProvisioningCode";
+        for (id, persistent) in [("durable", "true"), ("volatile", "false")] {
+            exchange(
+                &mut link,
+                &format!("add-{id}"),
+                subscribe_request(&[
+                    ("Enable", "true"),
+                    ("ID", id),
+                    ("Persistent", persistent),
+                    ("NotifRetry", "true"),
+                    ("NotifType", "ValueChange"),
+                    ("ReferenceList", reference),
+                ]),
+                &mut notifys,
+            )
+            .await?;
+        }
+        exchange(
+            &mut link,
+            "set-1",
+            set_request(CONTROLLER_ROW, "ProvisioningCode", "unanswered"),
+            &mut notifys,
+        )
+        .await?;
+        while notifys.len() < 2 {
+            notifys.push(wait_notify(&mut link, PROMPT).await?);
+        }
+        let (_, durable_id, first) = notifys
+            .iter()
+            .find(|(_, _, notify)| notify.subscription_id == "durable")
+            .cloned()
+            .context("no Notify for the persistent subscription")?;
+        assert!(first.send_resp);
+
+        // Neither is answered; the agent dies and comes back.
+        drop(link);
+        agent.restart().await?;
+        let mut link = WsLink::connect(agent.ws_port, CONTROLLER, None).await?;
+        let reconnected = Instant::now();
+        let mut after = Vec::new();
+        exchange(
+            &mut link,
+            "get-1",
+            ReqType::Get(usp::Get {
+                param_paths: vec!["Device.LocalAgent.EndpointID".to_string()],
+                max_depth: 0,
+            }),
+            &mut after,
+        )
+        .await?;
+        assert!(after.len() <= 1, "more than one Notify: {after:?}");
+        let (at, id, notify) = match after.pop() {
+            Some(resent) => resent,
+            None => wait_notify(&mut link, PROMPT).await?,
+        };
+        assert_eq!(
+            (id.as_str(), notify.subscription_id.as_str()),
+            (durable_id.as_str(), "durable"),
+            "the persistent subscription's Notify, with its msg_id, and nothing else"
+        );
+        assert_eq!(notify, first);
+        assert!(
+            at - reconnected < PROMPT,
+            "resent {:?} after the Controller reconnected",
+            at - reconnected
+        );
+        // Anything else restored would have been sent in the same batch, before the answer
+        // to a later request on this session.
+        let mut later = Vec::new();
+        exchange(
+            &mut link,
+            "get-2",
+            ReqType::Get(usp::Get {
+                param_paths: vec!["Device.LocalAgent.EndpointID".to_string()],
+                max_depth: 0,
+            }),
+            &mut later,
+        )
+        .await?;
+        assert!(later.is_empty(), "unexpected Notifys: {later:?}");
+        notify_resp(&mut link, &id, "durable").await?;
         Ok(())
     })
     .await

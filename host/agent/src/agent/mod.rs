@@ -152,6 +152,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
 
     let mut notifier = Notifier::new(tables.clone(), trust.clone());
     notifier.load().await;
+    match store.pending_notifys() {
+        Ok(stored) => notifier.restore(stored, Instant::now()),
+        Err(error) => tracing::error!(%error, "could not read the pending Notifys"),
+    }
     let mut actor = Actor {
         endpoint_id: endpoint_id.clone(),
         config,

@@ -15,6 +15,9 @@
 //! - an async command's end goes to [`Notifier::on_operation_complete`];
 //! - `Controller.{i}.SendOnBoardRequest()` goes to [`Notifier::on_board_request`];
 //! - a NotifyResp goes to [`Notifier::on_notify_resp`];
+//! - the Notifys of `Persistent` subscriptions that wait for a NotifyResp are journaled
+//!   ([`Notifier::take_journal`], written to the store by the actor) and taken back after a
+//!   restart ([`Notifier::restore`]);
 //! - at [`Notifier::next_deadline`], [`Notifier::due`] sends retries and `Periodic!` events and
 //!   deletes expired subscriptions.
 //!
@@ -47,6 +50,7 @@ use usp_rbac::{Access, ParamRead};
 use crate::builtin::local_agent::{CONTROLLER_TABLE, SUBSCRIPTION_TABLE};
 use crate::messages::notify::{self as build, Envelope};
 use crate::rbac::{TrustHandle, access_for, split_list};
+use crate::store::StoredNotify;
 use retry::RetryPolicy;
 use subscription::{NotifType, Subscription, SubscriptionIndex, supported};
 
@@ -81,6 +85,24 @@ struct Pending {
     due: Instant,
     give_up: Option<Instant>,
     policy: RetryPolicy,
+    /// From a `Persistent` subscription: kept in the store across restarts.
+    durable: bool,
+}
+
+impl Pending {
+    fn stored(&self, msg_id: &str) -> StoredNotify {
+        let left = |at: Instant| at.saturating_duration_since(Instant::now()).as_secs();
+        StoredNotify {
+            msg_id: msg_id.to_string(),
+            recipient: self.out.recipient.clone(),
+            endpoint_id: self.out.endpoint_id.clone(),
+            msg: prost::Message::encode_to_vec(&self.out.msg),
+            retries: self.retries,
+            give_up: self
+                .give_up
+                .map(|at| unix_now().saturating_add(i64::try_from(left(at)).unwrap_or(i64::MAX))),
+        }
+    }
 }
 
 /// What the Recipient is allowed, and how to retry towards it; built once per batch.
@@ -121,6 +143,9 @@ pub struct Notifier {
     trust: TrustHandle,
     index: SubscriptionIndex,
     pending: BTreeMap<String, Pending>,
+    /// Changes to the durable pending Notifys not yet written: `Some` to write, `None` to
+    /// delete (see [`Notifier::take_journal`]).
+    journal: BTreeMap<String, Option<StoredNotify>>,
     msg_prefix: String,
     next_msg: u64,
     expires: BTreeMap<String, Instant>,
@@ -153,6 +178,7 @@ impl Notifier {
             trust,
             index: SubscriptionIndex::new(),
             pending: BTreeMap::new(),
+            journal: BTreeMap::new(),
             msg_prefix: format!("notify-{}-", &nonce[..8]),
             next_msg: 1,
             expires: BTreeMap::new(),
@@ -222,25 +248,109 @@ impl Notifier {
         }
     }
 
-    /// Keeps `out` for retries until its NotifyResp (R-NOT.1..4), or until `give_up`.
+    /// Keeps `out` for retries until its NotifyResp (R-NOT.1..4), or until `give_up`; a
+    /// `durable` one is also journaled for the store.
     fn await_response(
         &mut self,
         msg_id: String,
         out: Outbound,
         policy: RetryPolicy,
         give_up: Option<Instant>,
+        durable: bool,
         now: Instant,
     ) {
-        self.pending.insert(
-            msg_id,
-            Pending {
-                out,
-                retries: 0,
-                due: now + policy.wait(1, rand::random()),
-                give_up,
-                policy,
-            },
-        );
+        let pending = Pending {
+            out,
+            retries: 0,
+            due: now + policy.wait(1, rand::random()),
+            give_up,
+            policy,
+            durable,
+        };
+        if durable {
+            self.journal
+                .insert(msg_id.clone(), Some(pending.stored(&msg_id)));
+        }
+        self.pending.insert(msg_id, pending);
+    }
+
+    /// Forgets a pending Notify (answered, expired or undeliverable).
+    fn stop_retrying(&mut self, msg_id: &str) {
+        if let Some(pending) = self.pending.remove(msg_id)
+            && pending.durable
+        {
+            self.journal.insert(msg_id.to_string(), None);
+        }
+    }
+
+    /// Takes back the Notifys of persistent subscriptions that a previous run left waiting
+    /// for their NotifyResp: each is resent at once (same msg_id), then retried on its
+    /// Recipient's schedule until answered or past its `NotifExpiration`.
+    pub fn restore(&mut self, stored: Vec<StoredNotify>, now: Instant) {
+        let unix = unix_now();
+        for notify in stored {
+            let give_up = match notify.give_up {
+                Some(at) if at <= unix => {
+                    self.journal.insert(notify.msg_id, None);
+                    continue;
+                }
+                Some(at) => Some(now + Duration::from_secs(u64::try_from(at - unix).unwrap_or(0))),
+                None => None,
+            };
+            let msg = match usp_codec::msg::decode(&notify.msg) {
+                Ok(msg) => msg,
+                Err(error) => {
+                    tracing::warn!(%error, msg_id = %notify.msg_id, "stored Notify dropped: it does not decode");
+                    self.journal.insert(notify.msg_id, None);
+                    continue;
+                }
+            };
+            let value = |name: &str| self.tables.value(&format!("{}.{name}", notify.recipient));
+            let policy = RetryPolicy::from_values(
+                value("USPNotifRetryMinimumWaitInterval").as_deref(),
+                value("USPNotifRetryIntervalMultiplier").as_deref(),
+            );
+            self.pending.insert(
+                notify.msg_id,
+                Pending {
+                    out: Outbound {
+                        recipient: notify.recipient,
+                        endpoint_id: notify.endpoint_id,
+                        msg,
+                    },
+                    retries: notify.retries,
+                    due: now,
+                    give_up,
+                    policy,
+                    durable: true,
+                },
+            );
+        }
+    }
+
+    /// The Controller `endpoint_id` can be reached on a new path (its first Record since the
+    /// start, or a new session): its unanswered Notifys are retried now rather than at their
+    /// scheduled time, since the earlier sends may not have reached it.
+    pub fn reachable(&mut self, endpoint_id: &str, now: Instant) {
+        for pending in self.pending.values_mut() {
+            if pending.out.endpoint_id == endpoint_id {
+                pending.due = pending.due.min(now);
+            }
+        }
+    }
+
+    /// The changes to the stored pending Notifys since the last call: the Notifys to write
+    /// (insert or replace), and the msg_ids to delete.
+    pub fn take_journal(&mut self) -> (Vec<StoredNotify>, Vec<String>) {
+        let mut saved = Vec::new();
+        let mut removed = Vec::new();
+        for (msg_id, change) in std::mem::take(&mut self.journal) {
+            match change {
+                Some(notify) => saved.push(notify),
+                None => removed.push(msg_id),
+            }
+        }
+        (saved, removed)
     }
 
     async fn recipient(&self, dm: &DataModel, row: &str) -> Option<Recipient> {
@@ -331,6 +441,7 @@ impl Notifier {
                     out.clone(),
                     recipient.policy,
                     give_up,
+                    subscription.persistent,
                     now,
                 );
             }
@@ -583,14 +694,14 @@ impl Notifier {
                 &identity.serial_number,
             ),
         };
-        self.await_response(msg_id, out.clone(), policy, None, now);
+        self.await_response(msg_id, out.clone(), policy, None, false, now);
         Some(out)
     }
 
     /// A NotifyResp for the Notify with this msg_id: no more retries (R-NOT.9: the
     /// subscription id it carries is not checked).
     pub fn on_notify_resp(&mut self, msg_id: &str) {
-        self.pending.remove(msg_id);
+        self.stop_retrying(msg_id);
     }
 
     /// When [`Notifier::due`] has something to do next.
@@ -625,11 +736,15 @@ impl Notifier {
             }
             pending.retries += 1;
             pending.due = now + pending.policy.wait(pending.retries + 1, rand::random());
+            if pending.durable {
+                self.journal
+                    .insert(msg_id.clone(), Some(pending.stored(msg_id)));
+            }
             outbound.push(pending.out.clone());
         }
         for msg_id in dropped {
             tracing::info!(msg_id, "Notify given up without a NotifyResp");
-            self.pending.remove(&msg_id);
+            self.stop_retrying(&msg_id);
         }
 
         let expired: Vec<String> = self
@@ -1354,6 +1469,94 @@ mod tests {
         let due = fx.notifier.next_deadline().unwrap();
         assert!(fx.notifier.due(&fx.dm, due).await.is_empty());
         assert_eq!(fx.notifier.awaiting_response(), 0);
+    }
+
+    #[tokio::test]
+    async fn notifys_of_persistent_subscriptions_are_journaled_and_restored() {
+        let mut fx = Fx::new(FULL).await;
+        let reference = "Device.LocalAgent.Controller.1.ProvisioningCode";
+        let kept = [
+            ("NotifRetry", "true"),
+            ("Persistent", "true"),
+            ("NotifExpiration", "3600"),
+        ];
+        fx.subscribe("kept", "ValueChange", reference, &kept).await;
+        fx.subscribe(
+            "volatile",
+            "ValueChange",
+            reference,
+            &[("NotifRetry", "true")],
+        )
+        .await;
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "x")
+            .await;
+        let out = fx.pump(Instant::now()).await;
+        assert_eq!(out.len(), 2);
+        let kept = out
+            .iter()
+            .find(|out| notify_of(out).subscription_id == "kept")
+            .unwrap();
+        let (saved, removed) = fx.notifier.take_journal();
+        assert!(removed.is_empty());
+        assert_eq!(saved.len(), 1, "only the persistent subscription's Notify");
+        assert_eq!(saved[0].msg_id, msg_id(kept));
+        assert_eq!(saved[0].endpoint_id, "ctrl");
+        let give_up = saved[0].give_up.unwrap() - unix_now();
+        assert!((3599..=3600).contains(&give_up), "{give_up}");
+
+        // The next run takes it back and resends it at once, with the same msg_id.
+        let mut next = Notifier::new(fx.tables.clone(), fx.notifier.trust.clone());
+        next.load().await;
+        let boot = Instant::now();
+        next.restore(saved, boot);
+        assert_eq!(next.next_deadline(), Some(boot));
+        let resent = next.due(&fx.dm, boot).await;
+        assert_eq!(resent.len(), 1);
+        assert_eq!(resent[0].msg, kept.msg);
+        let (saved, _) = next.take_journal();
+        assert_eq!(saved[0].retries, 1, "the retry count is kept up to date");
+
+        // The Controller turns up: no waiting for the retry window.
+        let contact = boot + Duration::from_millis(200);
+        assert!(next.next_deadline().unwrap() > contact);
+        next.reachable("other", contact);
+        assert!(next.next_deadline().unwrap() > contact);
+        next.reachable("ctrl", contact);
+        assert_eq!(next.next_deadline(), Some(contact));
+        next.on_notify_resp(&msg_id(kept));
+        assert_eq!(next.take_journal(), (vec![], vec![msg_id(kept)]));
+        assert_eq!(next.awaiting_response(), 0);
+    }
+
+    #[tokio::test]
+    async fn stored_notifys_past_their_expiration_or_undecodable_are_dropped() {
+        let fx = Fx::new(FULL).await;
+        let mut notifier = Notifier::new(fx.tables.clone(), fx.notifier.trust.clone());
+        let envelope = Envelope {
+            msg_id: "old".into(),
+            subscription_id: "s".into(),
+            send_resp: true,
+        };
+        let expired = StoredNotify {
+            msg_id: "old".into(),
+            recipient: RECIPIENT.into(),
+            endpoint_id: "ctrl".into(),
+            msg: prost::Message::encode_to_vec(&build::object_deletion(&envelope, "Device.X.1.")),
+            retries: 3,
+            give_up: Some(unix_now() - 1),
+        };
+        let garbage = StoredNotify {
+            msg_id: "bad".into(),
+            msg: vec![0xff; 4],
+            give_up: None,
+            ..expired.clone()
+        };
+        notifier.restore(vec![expired, garbage], Instant::now());
+        assert_eq!(notifier.awaiting_response(), 0);
+        assert_eq!(
+            notifier.take_journal(),
+            (vec![], vec!["bad".to_string(), "old".to_string()])
+        );
     }
 
     #[tokio::test]
