@@ -9,6 +9,9 @@
 //! - `mtp`: the MTPs (WebSocket, UDS, MQTT through mosquitto) with real controllers; faults.
 //! - `access_control`: RBAC over the WebSocket MTP (TP-469 2.16, 2.18).
 //! - `notifications`: subscriptions, Notify promptness and retry timing (TP-469 1.54, 1.57).
+//! - `onboarding`: `Controller.{i}.SendOnBoardRequest()` and its retries (TP-469 1.60).
+//! - `subscriptions`: `Periodic!` timing, subscriptions across a restart, ObjectDeletion of
+//!   nested instances.
 //! - `fault`: broker restarts, kill -9 durability, slow controllers, request floods.
 
 #![allow(
@@ -21,6 +24,8 @@ mod cli;
 mod fault;
 mod mtp;
 mod notifications;
+mod onboarding;
 mod persistence;
 mod remote;
+mod subscriptions;
 mod support;

@@ -23,7 +23,7 @@ use crate::mtp::peer::{Link, WsLink, recv_msg};
 const PROMPT: Duration = Duration::from_secs(1);
 
 /// A controller session whose Notifys the test reads (the client answers NotifyResps itself).
-async fn client_with_events(
+pub async fn client_with_events(
     agent: &Agent,
 ) -> anyhow::Result<(ControllerClient, tokio::sync::mpsc::Receiver<AgentEvent>)> {
     let endpoint = Endpoint::WebSocket(WsEndpoint {
@@ -33,7 +33,7 @@ async fn client_with_events(
 }
 
 /// The next Notify among the agent's events, within `limit`.
-async fn next_notify(
+pub async fn next_notify(
     events: &mut tokio::sync::mpsc::Receiver<AgentEvent>,
     limit: Duration,
 ) -> anyhow::Result<usp::Notify> {
@@ -102,7 +102,7 @@ async fn tp_1_57_object_creation_notify_names_the_new_subscription() -> anyhow::
 
 /// Sends one request Msg over the raw link and returns the answer with its msg_id, skipping
 /// Notifys (returned separately, with their arrival time).
-async fn exchange(
+pub async fn exchange(
     link: &mut WsLink,
     msg_id: &str,
     request: ReqType,
@@ -124,27 +124,53 @@ async fn exchange(
     }
 }
 
-/// The next Notify on the raw link, waiting at most `limit` (the link's own receive timeout
-/// is shorter, so quiet periods are waited through).
-async fn wait_notify(link: &mut WsLink, limit: Duration) -> anyhow::Result<(Instant, String)> {
-    let deadline = Instant::now() + limit;
+/// The next Notify on the raw link within `limit`, with its arrival time and msg_id. Other
+/// Msgs are skipped.
+pub async fn wait_notify(
+    link: &mut WsLink,
+    limit: Duration,
+) -> anyhow::Result<(Instant, String, usp::Notify)> {
+    let deadline = tokio::time::Instant::now() + limit;
     loop {
-        if Instant::now() >= deadline {
+        let Ok(received) = tokio::time::timeout_at(deadline, recv_msg(link)).await else {
             bail!("no Notify within {limit:?}");
-        }
-        let Ok((_, msg)) = recv_msg(link).await else {
-            continue;
+        };
+        let msg = match received {
+            Ok((_, msg)) => msg,
+            // The link's own receive timeout is shorter than some waits: keep waiting.
+            Err(error)
+                if error
+                    .downcast_ref::<tokio::time::error::Elapsed>()
+                    .is_some() =>
+            {
+                continue;
+            }
+            Err(error) => return Err(error),
         };
         if let Some(MsgBody::Request(usp::Request {
-            req_type: Some(ReqType::Notify(_)),
+            req_type: Some(ReqType::Notify(notify)),
         })) = msg.body.clone().and_then(|body| body.msg_body)
         {
-            return Ok((
-                Instant::now(),
-                msg::msg_id(&msg).unwrap_or_default().to_string(),
-            ));
+            let id = msg::msg_id(&msg).unwrap_or_default().to_string();
+            return Ok((Instant::now(), id, notify));
         }
     }
+}
+
+/// Answers the Notify `msg_id` with a NotifyResp.
+pub async fn notify_resp(
+    link: &mut WsLink,
+    msg_id: &str,
+    subscription_id: &str,
+) -> anyhow::Result<()> {
+    let resp = msg::response(
+        msg_id,
+        RespType::NotifyResp(usp::NotifyResp {
+            subscription_id: subscription_id.to_string(),
+        }),
+    );
+    link.send(Record::for_msg(CONTROLLER, AGENT_ID, &resp).encode())
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,21 +224,19 @@ async fn tp_1_54_unanswered_notify_is_retried_in_the_spec_windows() -> anyhow::R
             &mut notifys,
         )
         .await?;
-        let (first_at, first_id) = match notifys.pop() {
-            Some((at, id, notify)) => {
-                assert!(notify.send_resp, "NotifRetry means send_resp");
-                (at, id)
-            }
+        let (first_at, first_id, notify) = match notifys.pop() {
+            Some(first) => first,
             None => wait_notify(&mut link, PROMPT + Duration::from_secs(2)).await?,
         };
+        assert!(notify.send_resp, "NotifRetry means send_resp");
         assert!(
             first_at - changed < PROMPT,
             "Notify took {:?}",
             first_at - changed
         );
 
-        let (retry_1, id_1) = wait_notify(&mut link, Duration::from_secs(11)).await?;
-        let (retry_2, id_2) = wait_notify(&mut link, Duration::from_secs(21)).await?;
+        let (retry_1, id_1, _) = wait_notify(&mut link, Duration::from_secs(11)).await?;
+        let (retry_2, id_2, _) = wait_notify(&mut link, Duration::from_secs(21)).await?;
         assert_eq!(
             (id_1.as_str(), id_2.as_str()),
             (first_id.as_str(), first_id.as_str())
@@ -232,14 +256,7 @@ async fn tp_1_54_unanswered_notify_is_retried_in_the_spec_windows() -> anyhow::R
         );
 
         // A NotifyResp ends the retries; the link stays usable.
-        let resp = msg::response(
-            &first_id,
-            RespType::NotifyResp(usp::NotifyResp {
-                subscription_id: "tp-1-54".to_string(),
-            }),
-        );
-        link.send(Record::for_msg(CONTROLLER, AGENT_ID, &resp).encode())
-            .await?;
+        notify_resp(&mut link, &first_id, "tp-1-54").await?;
         let mut later = Vec::new();
         let answer = exchange(
             &mut link,

@@ -7,6 +7,9 @@
 //! the change it acknowledged. (`synchronous=NORMAL` would skip that fsync and may roll back the
 //! last transactions on power loss; it is not used.)
 //!
+//! Besides the configuration it keeps the Notifys of persistent subscriptions that still wait
+//! for their NotifyResp ([`StoredNotify`]), so their retries go on after a restart.
+//!
 //! A database that cannot be opened or fails `PRAGMA quick_check` is moved aside as
 //! `agent.db.corrupt-<unix-seconds>` and rebuilt empty, with an error log line; the caller then
 //! applies the factory-reset file as on a first boot.
@@ -63,6 +66,23 @@ impl Opened {
     pub fn is_fresh(&self) -> bool {
         !matches!(self, Opened::Existing)
     }
+}
+
+/// A sent Notify that waits for its NotifyResp (see `crate::notify`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNotify {
+    /// The Notify's msg_id, which its retries keep.
+    pub msg_id: String,
+    /// The Recipient's row (`Device.LocalAgent.Controller.1`).
+    pub recipient: String,
+    /// The Recipient's Endpoint ID.
+    pub endpoint_id: String,
+    /// The encoded Msg.
+    pub msg: Vec<u8>,
+    /// Retries sent so far.
+    pub retries: u32,
+    /// When to stop retrying (Unix seconds), from `NotifExpiration`; `None`: never.
+    pub give_up: Option<i64>,
 }
 
 /// The open database.
@@ -125,7 +145,10 @@ impl Store {
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS instances (path TEXT PRIMARY KEY) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS params (path TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS counters (path TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;",
+             CREATE TABLE IF NOT EXISTS counters (path TEXT PRIMARY KEY, next INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS pending_notifys (msg_id TEXT PRIMARY KEY, recipient TEXT NOT NULL,
+                 endpoint_id TEXT NOT NULL, msg BLOB NOT NULL, retries INTEGER NOT NULL,
+                 give_up INTEGER) WITHOUT ROWID;",
         )?;
         let version: Option<String> = conn
             .query_row(
@@ -201,7 +224,10 @@ impl Store {
         let path = self.path.clone();
         let write = |conn: &mut Connection| -> Result<(), rusqlite::Error> {
             let tx = conn.transaction()?;
-            tx.execute_batch("DELETE FROM instances; DELETE FROM params; DELETE FROM counters;")?;
+            tx.execute_batch(
+                "DELETE FROM instances; DELETE FROM params; DELETE FROM counters;
+                 DELETE FROM pending_notifys;",
+            )?;
             {
                 let mut instance = tx.prepare_cached("INSERT INTO instances (path) VALUES (?1)")?;
                 for path in &snapshot.instances {
@@ -223,7 +249,70 @@ impl Store {
         write(&mut self.conn).map_err(|source| StoreError::Sqlite { path, source })
     }
 
-    /// Removes every instance, parameter and counter (factory reset), in one transaction.
+    /// Writes (insert or replace) `saved` and deletes the Notifys whose msg_ids are in
+    /// `removed`, in one transaction.
+    pub fn save_notifys(
+        &mut self,
+        saved: &[StoredNotify],
+        removed: &[String],
+    ) -> Result<(), StoreError> {
+        if saved.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let write = |conn: &mut Connection| -> Result<(), rusqlite::Error> {
+            let tx = conn.transaction()?;
+            {
+                let mut save = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO pending_notifys
+                     (msg_id, recipient, endpoint_id, msg, retries, give_up)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for notify in saved {
+                    save.execute(params![
+                        notify.msg_id,
+                        notify.recipient,
+                        notify.endpoint_id,
+                        notify.msg,
+                        notify.retries,
+                        notify.give_up
+                    ])?;
+                }
+                let mut remove =
+                    tx.prepare_cached("DELETE FROM pending_notifys WHERE msg_id = ?1")?;
+                for msg_id in removed {
+                    remove.execute(params![msg_id])?;
+                }
+            }
+            tx.commit()
+        };
+        write(&mut self.conn).map_err(|source| StoreError::Sqlite { path, source })
+    }
+
+    /// Every stored Notify that waits for its NotifyResp, by msg_id.
+    pub fn pending_notifys(&self) -> Result<Vec<StoredNotify>, StoreError> {
+        let read = || -> Result<Vec<StoredNotify>, rusqlite::Error> {
+            let mut stmt = self.conn.prepare(
+                "SELECT msg_id, recipient, endpoint_id, msg, retries, give_up
+                 FROM pending_notifys ORDER BY msg_id",
+            )?;
+            stmt.query_map([], |row| {
+                Ok(StoredNotify {
+                    msg_id: row.get(0)?,
+                    recipient: row.get(1)?,
+                    endpoint_id: row.get(2)?,
+                    msg: row.get(3)?,
+                    retries: row.get(4)?,
+                    give_up: row.get(5)?,
+                })
+            })?
+            .collect()
+        };
+        read().map_err(|source| self.error(source))
+    }
+
+    /// Removes every instance, parameter, counter and pending Notify (factory reset), in one
+    /// transaction.
     pub fn clear(&mut self) -> Result<(), StoreError> {
         self.replace_all(&Snapshot::default())
     }
@@ -495,6 +584,41 @@ mod tests {
         }
         let (_, opened) = Store::open(&db).unwrap();
         assert!(matches!(opened, Opened::Recovered { .. }), "{opened:?}");
+    }
+
+    fn stored_notify(msg_id: &str, give_up: Option<i64>) -> StoredNotify {
+        StoredNotify {
+            msg_id: msg_id.into(),
+            recipient: "Device.LocalAgent.Controller.1".into(),
+            endpoint_id: "self::ctl".into(),
+            msg: vec![0x0a, 0x00, 0xff],
+            retries: 2,
+            give_up,
+        }
+    }
+
+    #[test]
+    fn pending_notifys_survive_reopen_until_removed_or_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("agent.db");
+        {
+            let (mut store, _) = Store::open(&db).unwrap();
+            store
+                .save_notifys(
+                    &[stored_notify("n-1", None), stored_notify("n-2", Some(99))],
+                    &[],
+                )
+                .unwrap();
+            let mut again = stored_notify("n-1", None);
+            again.retries = 3;
+            store.save_notifys(&[again], &["n-2".into()]).unwrap();
+        }
+        let (mut store, _) = Store::open(&db).unwrap();
+        let mut expected = stored_notify("n-1", None);
+        expected.retries = 3;
+        assert_eq!(store.pending_notifys().unwrap(), vec![expected]);
+        store.clear().unwrap();
+        assert!(store.pending_notifys().unwrap().is_empty());
     }
 
     #[test]

@@ -214,6 +214,8 @@ pub struct Agent {
     child: Option<Child>,
     /// The WebSocket server's port.
     pub ws_port: u16,
+    config: PathBuf,
+    uds: Option<PathBuf>,
 }
 
 impl Agent {
@@ -268,9 +270,11 @@ impl Agent {
             dir,
             child: None,
             ws_port,
+            config: config_path,
+            uds: Some(uds),
         };
-        agent.spawn(&config_path)?;
-        agent.wait_ready(Some(ws_port), Some(&uds)).await?;
+        agent.spawn()?;
+        agent.wait_ready().await?;
         Ok(agent)
     }
 
@@ -286,17 +290,32 @@ impl Agent {
             dir,
             child: None,
             ws_port: ws_port.unwrap_or_default(),
+            config: config.to_path_buf(),
+            uds: uds.map(Path::to_path_buf),
         };
-        agent.spawn(config)?;
-        agent.wait_ready(ws_port, uds).await?;
+        agent.spawn()?;
+        agent.wait_ready().await?;
         Ok(agent)
     }
 
-    fn spawn(&mut self, config: &Path) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.dir.path().join("agent.log"))?;
+    /// Kills the agent (SIGKILL, no clean shutdown) and starts it again on the same
+    /// configuration and state directory; waits until its MTPs accept connections.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await?;
+        }
+        self.spawn()?;
+        self.wait_ready().await
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))?;
         let child = Command::new(env!("CARGO_BIN_EXE_usp-agent"))
             .arg("--config")
-            .arg(config)
+            .arg(&self.config)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -308,15 +327,16 @@ impl Agent {
         Ok(())
     }
 
-    async fn wait_ready(&mut self, ws_port: Option<u16>, uds: Option<&Path>) -> anyhow::Result<()> {
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let limit = Duration::from_secs(20);
         let control = self.dir.path().join("state/control.sock");
+        let ws_port = (self.ws_port != 0).then_some(self.ws_port);
         let ready = async {
             wait_unix(&control, limit).await?;
             if let Some(port) = ws_port {
                 wait_tcp(port, limit).await?;
             }
-            match uds {
+            match &self.uds {
                 Some(path) => wait_unix(path, limit).await,
                 None => Ok(()),
             }

@@ -26,7 +26,7 @@ use crate::boot::{self, BootCause};
 use crate::builtin::device::DeviceAction;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
-use crate::notify::{Notifier, Outbound};
+use crate::notify::{DeviceIdentity, Notifier, Outbound};
 use crate::rbac::{ORIGINATOR, TrustHandle, access_for};
 use crate::store::Store;
 
@@ -105,8 +105,13 @@ impl Actor {
         }
     }
 
-    /// Writes what the memory providers committed, in one SQLite transaction.
+    /// Writes what the memory providers committed, in one SQLite transaction, then the
+    /// notifier's changes to the pending Notifys of persistent subscriptions.
     pub(crate) fn persist(&mut self) {
+        let (saved, removed) = self.notifier.take_journal();
+        if let Err(error) = self.store.save_notifys(&saved, &removed) {
+            tracing::error!(%error, "could not persist the pending Notifys");
+        }
         let changes = std::mem::take(
             &mut *self
                 .pending
@@ -159,16 +164,21 @@ impl Actor {
                 let Some(ctx) = self.context(&from_id, &origin).await else {
                     return;
                 };
-                if let Origin::Mtp { reply, .. } = &origin {
+                if let Origin::Mtp { reply, .. } = &origin
+                    && self.routes.get(&from_id) != Some(reply)
+                {
+                    // A new way to reach the Controller (first contact since the start, or a
+                    // new session): what it has not acknowledged goes out again now.
                     self.routes.insert(from_id.clone(), reply.clone());
+                    self.notifier.reachable(&from_id, Instant::now());
                 }
                 let reply = ORIGINATOR
                     .scope(from_id.clone(), messages::handle(&mut self.dm, &ctx, msg))
                     .await;
-                self.persist();
                 for msg_id in self.hooks.take_notify_resps() {
                     self.notifier.on_notify_resp(&msg_id);
                 }
+                self.persist();
                 if let Some(reply) = reply {
                     let answer = Record::for_msg(&self.endpoint_id, &from_id, &reply).encode();
                     self.respond(origin, answer).await;
@@ -231,6 +241,7 @@ impl Actor {
             .notifier
             .on_change(&self.dm, &change, Instant::now())
             .await;
+        self.persist();
         self.send_notifys(outbound).await;
         if let Change::OperationComplete { token, result } = change {
             let Some(request) = self.hooks.finish(provider, token) else {
@@ -320,6 +331,24 @@ impl Actor {
                         Some(Exit::Restart)
                     }
                 }
+            }
+            DeviceAction::SendOnBoardRequest { controller } => {
+                let info = &self.config.device_info;
+                let identity = DeviceIdentity {
+                    oui: info.manufacturer_oui.clone(),
+                    product_class: info.product_class.clone(),
+                    serial_number: info.serial_number.clone(),
+                };
+                match self
+                    .notifier
+                    .on_board_request(&controller, &identity, Instant::now())
+                {
+                    Some(out) => self.send_notifys(vec![out]).await,
+                    None => {
+                        tracing::warn!(%controller, "OnBoardRequest: the Controller has no EndpointID")
+                    }
+                }
+                None
             }
             DeviceAction::FactoryReset {
                 command_key,

@@ -26,7 +26,7 @@ use usp_mtp::{MtpSettings, Mtps};
 use crate::boot::{self, BootError};
 use crate::builtin::device::DeviceProvider;
 use crate::builtin::device_info::DeviceInfoProvider;
-use crate::builtin::local_agent::{self, LocalAgentProvider, SUBSCRIPTION_TABLE};
+use crate::builtin::local_agent::{self, LocalAgentProvider, LocalAgentTables, SUBSCRIPTION_TABLE};
 use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::Config;
 use crate::control::server::{ControlError, ControlServer};
@@ -113,7 +113,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         let _ = changes_tx.send((provider, change));
     }));
     let (actions_tx, actions) = mpsc::unbounded_channel();
-    let device = Arc::new(DeviceProvider::new(actions_tx)?);
+    let device = Arc::new(DeviceProvider::new(actions_tx.clone())?);
     dm.register(Arc::clone(&device) as Arc<dyn Provider>)?;
     dm.register(Arc::new(DeviceInfoProvider::new(
         config.device_info.clone(),
@@ -126,7 +126,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         started,
         tables.clone(),
     )?))?;
-    dm.register(Arc::new(tables.clone()))?;
+    dm.register(Arc::new(LocalAgentTables::new(tables.clone(), actions_tx)))?;
     let trust = controller_trust.trust();
     dm.register(Arc::new(controller_trust))?;
     // The plugin host runs the providers registered above; it lives until `run` returns.
@@ -155,6 +155,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
 
     let mut notifier = Notifier::new(tables.clone(), trust.clone());
     notifier.load().await;
+    match store.pending_notifys() {
+        Ok(stored) => notifier.restore(stored, Instant::now()),
+        Err(error) => tracing::error!(%error, "could not read the pending Notifys"),
+    }
     let mut actor = Actor {
         endpoint_id: endpoint_id.clone(),
         config,

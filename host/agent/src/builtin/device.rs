@@ -21,7 +21,7 @@ use super::{BuiltinError, ReadOnlyTransaction, answer_get, no_tables, standard_o
 
 const OBJECT: &str = "Device.";
 
-/// What a device-level command asks the agent to do once its response is out.
+/// What a built-in command asks the agent to do once its response is out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeviceAction {
     /// `Device.Reboot()`.
@@ -41,6 +41,11 @@ pub enum DeviceAction {
         cause: String,
         /// Free text from the Controller.
         reason: String,
+    },
+    /// `Device.LocalAgent.Controller.{i}.SendOnBoardRequest()`.
+    SendOnBoardRequest {
+        /// The Controller's row (`Device.LocalAgent.Controller.1`).
+        controller: String,
     },
 }
 

@@ -2,17 +2,21 @@
 //! configuration tables (a [`MemoryProvider`] whose commits the agent persists):
 //! `Controller.{i}` (with `MTP.{i}`, `BootParameter.{i}`, `TransferCompletePolicy`),
 //! `MTP.{i}`, `Subscription.{i}` and the volatile `Request.{i}` (async operations do not
-//! survive a restart, so its rows are never persisted).
+//! survive a restart, so its rows are never persisted). [`LocalAgentTables`] serves those
+//! tables and their one command, `Controller.{i}.SendOnBoardRequest()`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
+use usp_codec::UspErrorCode;
 use usp_dm::{
-    Args, CommitHook, GetRequest, GetResponse, MemoryProvider, OperateOutcome, Provider,
-    ProviderError, Schema, Transaction,
+    Args, ChangeSink, CommitHook, GetRequest, GetResponse, MemoryProvider, OperateOutcome,
+    Provider, ProviderError, Schema, Transaction,
 };
 
+use super::device::DeviceAction;
 use super::{BuiltinError, ReadOnlyTransaction, no_tables, standard_object, standard_subtree};
 
 const OBJECT: &str = "Device.LocalAgent.";
@@ -29,8 +33,14 @@ pub const SUBSCRIPTION_TABLE: &str = "Device.LocalAgent.Subscription.";
 /// The table of the agent's own MTPs.
 pub const MTP_TABLE: &str = "Device.LocalAgent.MTP.";
 
-/// The stored tables under `Device.LocalAgent.`; committed changes go to `hook`.
+const CONTROLLER_ROW: &str = "Device.LocalAgent.Controller.{i}.";
+const SEND_ON_BOARD_REQUEST: &str = "SendOnBoardRequest()";
+
+/// The stored tables under `Device.LocalAgent.`; committed changes go to `hook`. Their schema
+/// keeps `Controller.{i}.SendOnBoardRequest()`, which [`LocalAgentTables`] runs.
 pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
+    let controller_commands =
+        standard_object(CONTROLLER_ROW, &[], &[SEND_ON_BOARD_REQUEST], &[])?.commands;
     let mut schema = Schema::new();
     for (root, without) in [
         (
@@ -42,12 +52,106 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
         ("Device.LocalAgent.Request.{i}.", &[][..]),
     ] {
         for def in standard_subtree(root, without)?.objects() {
-            schema.insert(def.clone());
+            let mut def = def.clone();
+            if def.path == CONTROLLER_ROW {
+                def.commands = controller_commands.clone();
+            }
+            schema.insert(def);
         }
     }
     Ok(MemoryProvider::new("builtin LocalAgent tables", schema)
         .with_commit_hook(hook)
         .with_volatile(REQUEST_TABLE))
+}
+
+/// Serves the stored tables (everything but commands is the [`MemoryProvider`]'s) and runs
+/// `Controller.{i}.SendOnBoardRequest()`: it marks the Controller not on-boarded and hands
+/// the OnBoardRequest to the agent, which sends and retries it once the OperateResp is out.
+pub struct LocalAgentTables {
+    tables: MemoryProvider,
+    actions: mpsc::UnboundedSender<DeviceAction>,
+}
+
+impl LocalAgentTables {
+    /// Serves `tables` (from [`tables`]); OnBoardRequests are handed over on `actions`.
+    pub fn new(tables: MemoryProvider, actions: mpsc::UnboundedSender<DeviceAction>) -> Self {
+        LocalAgentTables { tables, actions }
+    }
+
+    /// `Controller.{i}.SendOnBoardRequest()` (digest §3.11, R-NOT.5): only towards an enabled
+    /// Controller with an Endpoint ID, which is the only kind that can answer it.
+    fn send_on_board_request(&self, command: &str) -> Result<OperateOutcome, ProviderError> {
+        let failure = |why: &str| {
+            ProviderError::new(UspErrorCode::CommandFailure, format!("{command}: {why}"))
+        };
+        let row = command
+            .strip_suffix(SEND_ON_BOARD_REQUEST)
+            .and_then(|object| object.strip_suffix('.'))
+            .ok_or_else(|| failure("not a Controller command"))?;
+        let value = |name: &str| self.tables.value(&format!("{row}.{name}"));
+        if value("Enable").as_deref() != Some("true") {
+            return Err(failure("the Controller is not enabled"));
+        }
+        if value("EndpointID").is_none_or(|id| id.is_empty()) {
+            return Err(failure("the Controller has no EndpointID"));
+        }
+        if value("OnBoardingComplete").as_deref() != Some("false") {
+            self.tables
+                .set_value(&format!("{row}.OnBoardingComplete"), "false")?;
+        }
+        self.actions
+            .send(DeviceAction::SendOnBoardRequest {
+                controller: row.to_string(),
+            })
+            .map_err(|_| failure("the agent is shutting down"))?;
+        Ok(OperateOutcome::Done(Args::new()))
+    }
+}
+
+#[async_trait]
+impl Provider for LocalAgentTables {
+    fn name(&self) -> &str {
+        Provider::name(&self.tables)
+    }
+
+    fn schema(&self) -> Arc<Schema> {
+        Provider::schema(&self.tables)
+    }
+
+    fn attach(&self, sink: ChangeSink) {
+        self.tables.attach(sink);
+    }
+
+    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
+        self.tables.instances(table).await
+    }
+
+    async fn has_instance(&self, table: &str, number: u32) -> Result<bool, ProviderError> {
+        self.tables.has_instance(table, number).await
+    }
+
+    async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
+        self.tables.get(requests).await
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
+        self.tables.begin().await
+    }
+
+    async fn operate(
+        &self,
+        command: &str,
+        _command_key: &str,
+        _input: Args,
+    ) -> Result<OperateOutcome, ProviderError> {
+        if command.starts_with(CONTROLLER_TABLE) && command.ends_with(SEND_ON_BOARD_REQUEST) {
+            return self.send_on_board_request(command);
+        }
+        Err(ProviderError::new(
+            UspErrorCode::CommandFailure,
+            format!("{command} is not served here"),
+        ))
+    }
 }
 
 /// Serves the values of `Device.LocalAgent.` itself.
@@ -160,7 +264,7 @@ impl Provider for LocalAgentProvider {
                     }
                     None => {
                         failure = Some(ProviderError::new(
-                            usp_codec::UspErrorCode::UnsupportedParameter,
+                            UspErrorCode::UnsupportedParameter,
                             format!("{}{name} is not a supported parameter", request.object),
                         ));
                         break;
@@ -186,7 +290,7 @@ impl Provider for LocalAgentProvider {
         _input: Args,
     ) -> Result<OperateOutcome, ProviderError> {
         Err(ProviderError::new(
-            usp_codec::UspErrorCode::CommandFailure,
+            UspErrorCode::CommandFailure,
             format!("{command} is not served here"),
         ))
     }
@@ -244,5 +348,63 @@ mod tests {
             .add_instance(CONTROLLER_TABLE, &ParamValues::new())
             .unwrap();
         assert!(!seen.lock().unwrap().is_empty());
+    }
+
+    fn controller(tables: &MemoryProvider, enable: &str) -> String {
+        let params: ParamValues = [("EndpointID", "self::ctl"), ("Enable", enable)]
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let number = tables.add_instance(CONTROLLER_TABLE, &params).unwrap();
+        format!("{CONTROLLER_TABLE}{number}")
+    }
+
+    #[tokio::test]
+    async fn send_on_board_request_resets_onboarding_and_hands_the_controller_over() {
+        let tables = tables(Arc::new(|_| {})).unwrap();
+        let row = controller(&tables, "true");
+        tables
+            .set_value(&format!("{row}.OnBoardingComplete"), "true")
+            .unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let provider = LocalAgentTables::new(tables.clone(), tx);
+        let def = provider.schema();
+        let command = def
+            .object(CONTROLLER_ROW)
+            .and_then(|def| def.command(SEND_ON_BOARD_REQUEST))
+            .unwrap();
+        assert!(!command.is_async, "SendOnBoardRequest() is synchronous");
+        let outcome = provider
+            .operate(&format!("{row}.SendOnBoardRequest()"), "", Args::new())
+            .await
+            .unwrap();
+        assert_eq!(outcome, OperateOutcome::Done(Args::new()));
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            DeviceAction::SendOnBoardRequest {
+                controller: row.clone()
+            }
+        );
+        assert_eq!(
+            tables
+                .value(&format!("{row}.OnBoardingComplete"))
+                .as_deref(),
+            Some("false")
+        );
+    }
+
+    #[tokio::test]
+    async fn send_on_board_request_to_a_disabled_controller_fails_with_7022() {
+        let tables = tables(Arc::new(|_| {})).unwrap();
+        let row = controller(&tables, "false");
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let provider = LocalAgentTables::new(tables, tx);
+        let error = provider
+            .operate(&format!("{row}.SendOnBoardRequest()"), "", Args::new())
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, UspErrorCode::CommandFailure);
+        assert!(error.message.contains(&row), "{error}");
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -4,7 +4,8 @@
 //! - [`device`]: `Device.` itself: `Reboot()`, `FactoryReset()`, `ScheduleTimer()`, `Boot!`;
 //! - [`device_info`]: `Device.DeviceInfo.` basics, from the config;
 //! - [`local_agent`]: `Device.LocalAgent.` computed values, and the stored tables
-//!   (`Controller.{i}`, `MTP.{i}`, `Subscription.{i}`, `Request.{i}`) in a [`MemoryProvider`].
+//!   (`Controller.{i}`, `MTP.{i}`, `Subscription.{i}`, `Request.{i}`) in a [`MemoryProvider`],
+//!   served with `Controller.{i}.SendOnBoardRequest()`.
 //!
 //! Schemas come from the generated TR-181 model (`usp_dm::tr181`), trimmed to what is served:
 //! GetSupportedDM never advertises a parameter or command the agent does not implement.

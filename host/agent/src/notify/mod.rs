@@ -13,7 +13,11 @@
 //! - every [`Change`] from the data model's sink goes to [`Notifier::on_change`] (this includes
 //!   the Subscription table's own rows, which keeps the index current);
 //! - an async command's end goes to [`Notifier::on_operation_complete`];
+//! - `Controller.{i}.SendOnBoardRequest()` goes to [`Notifier::on_board_request`];
 //! - a NotifyResp goes to [`Notifier::on_notify_resp`];
+//! - the Notifys of `Persistent` subscriptions that wait for a NotifyResp are journaled
+//!   ([`Notifier::take_journal`], written to the store by the actor) and taken back after a
+//!   restart ([`Notifier::restore`]);
 //! - at [`Notifier::next_deadline`], [`Notifier::due`] sends retries and `Periodic!` events and
 //!   deletes expired subscriptions.
 //!
@@ -43,9 +47,10 @@ use usp_dm::{
 };
 use usp_rbac::{Access, ParamRead};
 
-use crate::builtin::local_agent::SUBSCRIPTION_TABLE;
+use crate::builtin::local_agent::{CONTROLLER_TABLE, SUBSCRIPTION_TABLE};
 use crate::messages::notify::{self as build, Envelope};
 use crate::rbac::{TrustHandle, access_for, split_list};
+use crate::store::StoredNotify;
 use retry::RetryPolicy;
 use subscription::{NotifType, Subscription, SubscriptionIndex, supported};
 
@@ -62,6 +67,17 @@ pub struct Outbound {
     pub msg: usp::Msg,
 }
 
+/// What an OnBoardRequest says about the device (`Device.DeviceInfo.` values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceIdentity {
+    /// `ManufacturerOUI`.
+    pub oui: String,
+    /// `ProductClass`.
+    pub product_class: String,
+    /// `SerialNumber`.
+    pub serial_number: String,
+}
+
 /// A Notify sent with `send_resp` and not yet answered.
 struct Pending {
     out: Outbound,
@@ -69,6 +85,24 @@ struct Pending {
     due: Instant,
     give_up: Option<Instant>,
     policy: RetryPolicy,
+    /// From a `Persistent` subscription: kept in the store across restarts.
+    durable: bool,
+}
+
+impl Pending {
+    fn stored(&self, msg_id: &str) -> StoredNotify {
+        let left = |at: Instant| at.saturating_duration_since(Instant::now()).as_secs();
+        StoredNotify {
+            msg_id: msg_id.to_string(),
+            recipient: self.out.recipient.clone(),
+            endpoint_id: self.out.endpoint_id.clone(),
+            msg: prost::Message::encode_to_vec(&self.out.msg),
+            retries: self.retries,
+            give_up: self
+                .give_up
+                .map(|at| unix_now().saturating_add(i64::try_from(left(at)).unwrap_or(i64::MAX))),
+        }
+    }
 }
 
 /// What the Recipient is allowed, and how to retry towards it; built once per batch.
@@ -109,6 +143,9 @@ pub struct Notifier {
     trust: TrustHandle,
     index: SubscriptionIndex,
     pending: BTreeMap<String, Pending>,
+    /// Changes to the durable pending Notifys not yet written: `Some` to write, `None` to
+    /// delete (see [`Notifier::take_journal`]).
+    journal: BTreeMap<String, Option<StoredNotify>>,
     msg_prefix: String,
     next_msg: u64,
     expires: BTreeMap<String, Instant>,
@@ -141,6 +178,7 @@ impl Notifier {
             trust,
             index: SubscriptionIndex::new(),
             pending: BTreeMap::new(),
+            journal: BTreeMap::new(),
             msg_prefix: format!("notify-{}-", &nonce[..8]),
             next_msg: 1,
             expires: BTreeMap::new(),
@@ -158,6 +196,7 @@ impl Notifier {
         for number in numbers {
             self.refresh(&format!("{SUBSCRIPTION_TABLE}{number}."));
         }
+        self.schedule_periodic(Instant::now(), false);
     }
 
     /// The number of active subscriptions.
@@ -195,14 +234,123 @@ impl Notifier {
         }
     }
 
-    fn envelope(&mut self, subscription: &Subscription) -> Envelope {
+    fn next_msg_id(&mut self) -> String {
         let msg_id = format!("{}{}", self.msg_prefix, self.next_msg);
         self.next_msg += 1;
+        msg_id
+    }
+
+    fn envelope(&mut self, subscription: &Subscription) -> Envelope {
         Envelope {
-            msg_id,
+            msg_id: self.next_msg_id(),
             subscription_id: subscription.id.clone(),
             send_resp: subscription.notif_retry,
         }
+    }
+
+    /// Keeps `out` for retries until its NotifyResp (R-NOT.1..4), or until `give_up`; a
+    /// `durable` one is also journaled for the store.
+    fn await_response(
+        &mut self,
+        msg_id: String,
+        out: Outbound,
+        policy: RetryPolicy,
+        give_up: Option<Instant>,
+        durable: bool,
+        now: Instant,
+    ) {
+        let pending = Pending {
+            out,
+            retries: 0,
+            due: now + policy.wait(1, rand::random()),
+            give_up,
+            policy,
+            durable,
+        };
+        if durable {
+            self.journal
+                .insert(msg_id.clone(), Some(pending.stored(&msg_id)));
+        }
+        self.pending.insert(msg_id, pending);
+    }
+
+    /// Forgets a pending Notify (answered, expired or undeliverable).
+    fn stop_retrying(&mut self, msg_id: &str) {
+        if let Some(pending) = self.pending.remove(msg_id)
+            && pending.durable
+        {
+            self.journal.insert(msg_id.to_string(), None);
+        }
+    }
+
+    /// Takes back the Notifys of persistent subscriptions that a previous run left waiting
+    /// for their NotifyResp: each is resent at once (same msg_id), then retried on its
+    /// Recipient's schedule until answered or past its `NotifExpiration`.
+    pub fn restore(&mut self, stored: Vec<StoredNotify>, now: Instant) {
+        let unix = unix_now();
+        for notify in stored {
+            let give_up = match notify.give_up {
+                Some(at) if at <= unix => {
+                    self.journal.insert(notify.msg_id, None);
+                    continue;
+                }
+                Some(at) => Some(now + Duration::from_secs(u64::try_from(at - unix).unwrap_or(0))),
+                None => None,
+            };
+            let msg = match usp_codec::msg::decode(&notify.msg) {
+                Ok(msg) => msg,
+                Err(error) => {
+                    tracing::warn!(%error, msg_id = %notify.msg_id, "stored Notify dropped: it does not decode");
+                    self.journal.insert(notify.msg_id, None);
+                    continue;
+                }
+            };
+            let value = |name: &str| self.tables.value(&format!("{}.{name}", notify.recipient));
+            let policy = RetryPolicy::from_values(
+                value("USPNotifRetryMinimumWaitInterval").as_deref(),
+                value("USPNotifRetryIntervalMultiplier").as_deref(),
+            );
+            self.pending.insert(
+                notify.msg_id,
+                Pending {
+                    out: Outbound {
+                        recipient: notify.recipient,
+                        endpoint_id: notify.endpoint_id,
+                        msg,
+                    },
+                    retries: notify.retries,
+                    due: now,
+                    give_up,
+                    policy,
+                    durable: true,
+                },
+            );
+        }
+    }
+
+    /// The Controller `endpoint_id` can be reached on a new path (its first Record since the
+    /// start, or a new session): its unanswered Notifys are retried now rather than at their
+    /// scheduled time, since the earlier sends may not have reached it.
+    pub fn reachable(&mut self, endpoint_id: &str, now: Instant) {
+        for pending in self.pending.values_mut() {
+            if pending.out.endpoint_id == endpoint_id {
+                pending.due = pending.due.min(now);
+            }
+        }
+    }
+
+    /// The changes to the stored pending Notifys since the last call: the Notifys to write
+    /// (insert or replace), and the msg_ids to delete.
+    pub fn take_journal(&mut self) -> (Vec<StoredNotify>, Vec<String>) {
+        let mut saved = Vec::new();
+        let mut removed = Vec::new();
+        for (msg_id, change) in std::mem::take(&mut self.journal) {
+            match change {
+                Some(notify) => saved.push(notify),
+                None => removed.push(msg_id),
+            }
+        }
+        (saved, removed)
     }
 
     async fn recipient(&self, dm: &DataModel, row: &str) -> Option<Recipient> {
@@ -288,15 +436,13 @@ impl Notifier {
                 // R-NOT.1..4: retry until the NotifyResp, or until NotifExpiration.
                 let give_up = (subscription.notif_expiration > 0)
                     .then(|| now + Duration::from_secs(subscription.notif_expiration));
-                self.pending.insert(
+                self.await_response(
                     envelope.msg_id.clone(),
-                    Pending {
-                        out: out.clone(),
-                        retries: 0,
-                        due: now + recipient.policy.wait(1, rand::random()),
-                        give_up,
-                        policy: recipient.policy,
-                    },
+                    out.clone(),
+                    recipient.policy,
+                    give_up,
+                    subscription.persistent,
+                    now,
                 );
             }
             outbound.push(out);
@@ -306,6 +452,25 @@ impl Notifier {
 
     /// A change pushed by a provider or committed by a message.
     pub async fn on_change(
+        &mut self,
+        dm: &DataModel,
+        change: &Change,
+        now: Instant,
+    ) -> Vec<Outbound> {
+        let outbound = self.notify_change(dm, change, now).await;
+        let path = match change {
+            Change::ValueChanged { path, .. }
+            | Change::ObjectCreated { path }
+            | Change::ObjectDeleted { path } => path.as_str(),
+            Change::Event { .. } | Change::OperationComplete { .. } => "",
+        };
+        if path.starts_with(SUBSCRIPTION_TABLE) || path.starts_with(CONTROLLER_TABLE) {
+            self.schedule_periodic(now, false);
+        }
+        outbound
+    }
+
+    async fn notify_change(
         &mut self,
         dm: &DataModel,
         change: &Change,
@@ -502,10 +667,41 @@ impl Notifier {
         .await
     }
 
+    /// `Controller.{i}.SendOnBoardRequest()` for the Controller row `controller`
+    /// (`Device.LocalAgent.Controller.1`): an OnBoardRequest with the device's identity,
+    /// retried on the Controller's `USPNotifRetry*` schedule until its NotifyResp and never
+    /// expired (R-NOT.5, R-NOT.6, R-NOT.6a). `None` when the row has no Endpoint ID.
+    pub fn on_board_request(
+        &mut self,
+        controller: &str,
+        identity: &DeviceIdentity,
+        now: Instant,
+    ) -> Option<Outbound> {
+        let value = |name: &str| self.tables.value(&format!("{controller}.{name}"));
+        let endpoint_id = value("EndpointID").filter(|id| !id.is_empty())?;
+        let policy = RetryPolicy::from_values(
+            value("USPNotifRetryMinimumWaitInterval").as_deref(),
+            value("USPNotifRetryIntervalMultiplier").as_deref(),
+        );
+        let msg_id = self.next_msg_id();
+        let out = Outbound {
+            recipient: controller.to_string(),
+            endpoint_id,
+            msg: build::on_board_request(
+                &msg_id,
+                &identity.oui,
+                &identity.product_class,
+                &identity.serial_number,
+            ),
+        };
+        self.await_response(msg_id, out.clone(), policy, None, false, now);
+        Some(out)
+    }
+
     /// A NotifyResp for the Notify with this msg_id: no more retries (R-NOT.9: the
     /// subscription id it carries is not checked).
     pub fn on_notify_resp(&mut self, msg_id: &str) {
-        self.pending.remove(msg_id);
+        self.stop_retrying(msg_id);
     }
 
     /// When [`Notifier::due`] has something to do next.
@@ -529,13 +725,26 @@ impl Notifier {
                 dropped.push(msg_id.clone());
                 continue;
             }
+            // A deleted or disabled Controller can no longer answer (its Records are dropped).
+            let recipient_enabled = self
+                .tables
+                .value(&format!("{}.Enable", pending.out.recipient))
+                .is_some_and(|enable| enable == "true");
+            if !recipient_enabled {
+                dropped.push(msg_id.clone());
+                continue;
+            }
             pending.retries += 1;
             pending.due = now + pending.policy.wait(pending.retries + 1, rand::random());
+            if pending.durable {
+                self.journal
+                    .insert(msg_id.clone(), Some(pending.stored(msg_id)));
+            }
             outbound.push(pending.out.clone());
         }
         for msg_id in dropped {
-            tracing::info!(msg_id, "Notify expired without a NotifyResp");
-            self.pending.remove(&msg_id);
+            tracing::info!(msg_id, "Notify given up without a NotifyResp");
+            self.stop_retrying(&msg_id);
         }
 
         let expired: Vec<String> = self
@@ -556,9 +765,39 @@ impl Notifier {
         outbound
     }
 
-    /// Schedules `Periodic!` for every Recipient with a subscription to it and a
-    /// `PeriodicNotifInterval`, and fires the schedules that are due.
+    /// Fires the `Periodic!` schedules that are due.
     async fn periodic_due(&mut self, dm: &DataModel, now: Instant) -> Vec<Outbound> {
+        let fired_rows = self.schedule_periodic(now, true);
+        if fired_rows.is_empty() {
+            return Vec::new();
+        }
+        let subscriptions = self.matching(dm, NotifType::Event, PERIODIC_EVENT).await;
+        let fired = subscriptions
+            .into_iter()
+            .filter(|s| fired_rows.contains(&s.recipient))
+            .collect();
+        self.deliver(
+            dm,
+            fired,
+            |_, access| {
+                access
+                    .can_notify_command_event(PERIODIC_EVENT)
+                    .then(|| Note::Event {
+                        object: "Device.LocalAgent.".to_string(),
+                        name: "Periodic!".to_string(),
+                        args: Args::new(),
+                    })
+            },
+            now,
+        )
+        .await
+    }
+
+    /// Keeps a `Periodic!` schedule for every Recipient with a subscription to it and a
+    /// `PeriodicNotifInterval` (and none for the others), so that [`Notifier::next_deadline`]
+    /// knows the next fire time. With `fire`, the schedules that are due move on to their next
+    /// fire time and their Recipients are returned.
+    fn schedule_periodic(&mut self, now: Instant, fire: bool) -> Vec<String> {
         let recipients: Vec<String> = self
             .index
             .iter()
@@ -590,36 +829,14 @@ impl Notifier {
                 None => {
                     self.periodic.insert(row, next);
                 }
-                Some(at) if *at <= now => {
+                Some(at) if fire && *at <= now => {
                     self.periodic.insert(row.clone(), next);
                     fired_rows.push(row);
                 }
                 Some(_) => {}
             }
         }
-        if fired_rows.is_empty() {
-            return Vec::new();
-        }
-        let subscriptions = self.matching(dm, NotifType::Event, PERIODIC_EVENT).await;
-        let fired = subscriptions
-            .into_iter()
-            .filter(|s| fired_rows.contains(&s.recipient))
-            .collect();
-        self.deliver(
-            dm,
-            fired,
-            |_, access| {
-                access
-                    .can_notify_command_event(PERIODIC_EVENT)
-                    .then(|| Note::Event {
-                        object: "Device.LocalAgent.".to_string(),
-                        name: "Periodic!".to_string(),
-                        args: Args::new(),
-                    })
-            },
-            now,
-        )
-        .await
+        fired_rows
     }
 
     /// The `ParameterMap` of `Boot!` for one Recipient: a JSON object of the values its enabled
@@ -756,7 +973,7 @@ mod tests {
     use usp_dm::{ChangeSink, CommitHook, DmError, Snapshot};
 
     use super::*;
-    use crate::builtin::local_agent::{self, CONTROLLER_TABLE};
+    use crate::builtin::local_agent;
     use crate::rbac::ControllerTrustProvider;
 
     const FULL: &str = "Device.LocalAgent.ControllerTrust.Role.1";
@@ -1151,6 +1368,195 @@ mod tests {
         assert_eq!(event.event_name, "Periodic!");
         let second = fx.notifier.next_deadline().unwrap() - first;
         assert!((56..=64).contains(&second.as_secs()), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn a_periodic_subscription_schedules_its_first_event_without_other_work() {
+        let mut fx = Fx::new(FULL).await;
+        fx.set(
+            "Device.LocalAgent.Controller.1.",
+            "PeriodicNotifInterval",
+            "2",
+        )
+        .await;
+        fx.pump(Instant::now()).await;
+        assert_eq!(fx.notifier.next_deadline(), None);
+        let before = Instant::now();
+        fx.subscribe("p", "Event", "Device.LocalAgent.Periodic!", &[])
+            .await;
+        let first = fx.notifier.next_deadline().expect("a Periodic! fire time");
+        assert!(
+            first > before && first <= Instant::now() + Duration::from_secs(2),
+            "{:?}",
+            first - before
+        );
+        fx.tables
+            .delete_instance("Device.LocalAgent.Subscription.1.")
+            .unwrap();
+        fx.pump(Instant::now()).await;
+        assert_eq!(fx.notifier.next_deadline(), None);
+    }
+
+    fn identity() -> DeviceIdentity {
+        DeviceIdentity {
+            oui: "00D09E".into(),
+            product_class: "Box".into(),
+            serial_number: "42".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn on_board_request_is_retried_on_the_controllers_schedule_until_answered() {
+        let mut fx = Fx::new(FULL).await;
+        let row = "Device.LocalAgent.Controller.1.";
+        fx.set(row, "USPNotifRetryMinimumWaitInterval", "2").await;
+        fx.set(row, "USPNotifRetryIntervalMultiplier", "1500").await;
+        fx.pump(Instant::now()).await;
+        let start = Instant::now();
+        let out = fx
+            .notifier
+            .on_board_request(RECIPIENT, &identity(), start)
+            .unwrap();
+        assert_eq!(out.endpoint_id, "ctrl");
+        let notify = notify_of(&out);
+        assert!(
+            notify.send_resp,
+            "R-NOT.6a: an OnBoardRequest wants a NotifyResp"
+        );
+        assert_eq!(notify.subscription_id, "", "R-NOT.7");
+        let Some(Notification::OnBoardReq(request)) = &notify.notification else {
+            panic!("expected OnBoardRequest: {notify:?}");
+        };
+        assert_eq!(
+            (
+                request.oui.as_str(),
+                request.product_class.as_str(),
+                request.serial_number.as_str()
+            ),
+            ("00D09E", "Box", "42")
+        );
+        let id = msg_id(&out);
+
+        // m = 2 s, k = 1.5: the 1st retry waits 2–3 s, the 2nd 3–4.5 s.
+        let first = fx.notifier.next_deadline().unwrap() - start;
+        assert!((2.0..=3.0).contains(&first.as_secs_f64()), "{first:?}");
+        let at = start + first;
+        let retried = fx.notifier.due(&fx.dm, at).await;
+        assert_eq!(retried.len(), 1);
+        assert_eq!(msg_id(&retried[0]), id, "a retry reuses the msg_id");
+        let second = fx.notifier.next_deadline().unwrap() - at;
+        assert!((3.0..=4.5).contains(&second.as_secs_f64()), "{second:?}");
+
+        // R-NOT.6a: it never expires; a week later it is still retried.
+        let week = start + Duration::from_secs(7 * 86_400);
+        assert_eq!(fx.notifier.due(&fx.dm, week).await.len(), 1);
+        assert_eq!(fx.notifier.awaiting_response(), 1);
+        fx.notifier.on_notify_resp(&id);
+        assert_eq!(fx.notifier.awaiting_response(), 0);
+        assert_eq!(fx.notifier.next_deadline(), None);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_when_the_controller_is_disabled() {
+        let mut fx = Fx::new(FULL).await;
+        let start = Instant::now();
+        fx.notifier
+            .on_board_request(RECIPIENT, &identity(), start)
+            .unwrap();
+        fx.set("Device.LocalAgent.Controller.1.", "Enable", "false")
+            .await;
+        fx.pump(start).await;
+        let due = fx.notifier.next_deadline().unwrap();
+        assert!(fx.notifier.due(&fx.dm, due).await.is_empty());
+        assert_eq!(fx.notifier.awaiting_response(), 0);
+    }
+
+    #[tokio::test]
+    async fn notifys_of_persistent_subscriptions_are_journaled_and_restored() {
+        let mut fx = Fx::new(FULL).await;
+        let reference = "Device.LocalAgent.Controller.1.ProvisioningCode";
+        let kept = [
+            ("NotifRetry", "true"),
+            ("Persistent", "true"),
+            ("NotifExpiration", "3600"),
+        ];
+        fx.subscribe("kept", "ValueChange", reference, &kept).await;
+        fx.subscribe(
+            "volatile",
+            "ValueChange",
+            reference,
+            &[("NotifRetry", "true")],
+        )
+        .await;
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "x")
+            .await;
+        let out = fx.pump(Instant::now()).await;
+        assert_eq!(out.len(), 2);
+        let kept = out
+            .iter()
+            .find(|out| notify_of(out).subscription_id == "kept")
+            .unwrap();
+        let (saved, removed) = fx.notifier.take_journal();
+        assert!(removed.is_empty());
+        assert_eq!(saved.len(), 1, "only the persistent subscription's Notify");
+        assert_eq!(saved[0].msg_id, msg_id(kept));
+        assert_eq!(saved[0].endpoint_id, "ctrl");
+        let give_up = saved[0].give_up.unwrap() - unix_now();
+        assert!((3599..=3600).contains(&give_up), "{give_up}");
+
+        // The next run takes it back and resends it at once, with the same msg_id.
+        let mut next = Notifier::new(fx.tables.clone(), fx.notifier.trust.clone());
+        next.load().await;
+        let boot = Instant::now();
+        next.restore(saved, boot);
+        assert_eq!(next.next_deadline(), Some(boot));
+        let resent = next.due(&fx.dm, boot).await;
+        assert_eq!(resent.len(), 1);
+        assert_eq!(resent[0].msg, kept.msg);
+        let (saved, _) = next.take_journal();
+        assert_eq!(saved[0].retries, 1, "the retry count is kept up to date");
+
+        // The Controller turns up: no waiting for the retry window.
+        let contact = boot + Duration::from_millis(200);
+        assert!(next.next_deadline().unwrap() > contact);
+        next.reachable("other", contact);
+        assert!(next.next_deadline().unwrap() > contact);
+        next.reachable("ctrl", contact);
+        assert_eq!(next.next_deadline(), Some(contact));
+        next.on_notify_resp(&msg_id(kept));
+        assert_eq!(next.take_journal(), (vec![], vec![msg_id(kept)]));
+        assert_eq!(next.awaiting_response(), 0);
+    }
+
+    #[tokio::test]
+    async fn stored_notifys_past_their_expiration_or_undecodable_are_dropped() {
+        let fx = Fx::new(FULL).await;
+        let mut notifier = Notifier::new(fx.tables.clone(), fx.notifier.trust.clone());
+        let envelope = Envelope {
+            msg_id: "old".into(),
+            subscription_id: "s".into(),
+            send_resp: true,
+        };
+        let expired = StoredNotify {
+            msg_id: "old".into(),
+            recipient: RECIPIENT.into(),
+            endpoint_id: "ctrl".into(),
+            msg: prost::Message::encode_to_vec(&build::object_deletion(&envelope, "Device.X.1.")),
+            retries: 3,
+            give_up: Some(unix_now() - 1),
+        };
+        let garbage = StoredNotify {
+            msg_id: "bad".into(),
+            msg: vec![0xff; 4],
+            give_up: None,
+            ..expired.clone()
+        };
+        notifier.restore(vec![expired, garbage], Instant::now());
+        assert_eq!(notifier.awaiting_response(), 0);
+        assert_eq!(
+            notifier.take_journal(),
+            (vec![], vec!["bad".to_string(), "old".to_string()])
+        );
     }
 
     #[tokio::test]

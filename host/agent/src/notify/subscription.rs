@@ -56,8 +56,11 @@ pub struct Subscription {
     pub references: Vec<Path>,
     /// `NotifRetry`: Notify with `send_resp` and retries until a NotifyResp.
     pub notif_retry: bool,
-    /// `NotifExpiration` in seconds (0: retry until delivered or restart).
+    /// `NotifExpiration` in seconds (0: retry until delivered).
     pub notif_expiration: u64,
+    /// `Persistent`: the subscription, and its Notifys still waiting for a NotifyResp,
+    /// survive a restart.
+    pub persistent: bool,
     /// `TimeToLive` in seconds (0: forever).
     pub time_to_live: u64,
 }
@@ -99,6 +102,7 @@ impl Subscription {
             references,
             notif_retry: value("NotifRetry").as_deref() == Some("true"),
             notif_expiration: number("NotifExpiration"),
+            persistent: value("Persistent").as_deref() == Some("true"),
             time_to_live: number("TimeToLive"),
         })
     }
