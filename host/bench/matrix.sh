@@ -58,7 +58,7 @@ setup() {
     local dir=$work/$row
     mkdir -p "$dir"
     mqtt_port=$(free_port); ws_port=$(free_port)
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n' "$mqtt_port" >"$dir/mosquitto.conf"
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest none\n' "$mqtt_port" >"$dir/mosquitto.conf"
     mosquitto -c "$dir/mosquitto.conf" & pids+=($!)
     wait_port "$mqtt_port"
     {

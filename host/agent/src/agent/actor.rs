@@ -98,6 +98,9 @@ impl Actor {
                 }
                 Some(action) = inputs.actions.recv() => {
                     if let Some(exit) = self.on_action(action).await {
+                        // The answer to Reboot()/FactoryReset() and the Disconnect records
+                        // go out before the process is replaced.
+                        self.mtps.shutdown().await;
                         return exit;
                     }
                 }

@@ -151,7 +151,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         config.agent.max_record_size,
         local_tx,
     )?;
-    let server = tokio::spawn(server.serve());
+    let (stop_server, server_stop) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(server.serve(server_stop));
 
     let mut notifier = Notifier::new(tables.clone(), trust.clone());
     notifier.load().await;
@@ -190,7 +191,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
             shutdown,
         )
         .await;
-    server.abort();
+    stop_server.send_replace(true);
+    if let Err(error) = server.await {
+        tracing::warn!(%error, "control server task failed");
+    }
     #[cfg(feature = "plugins")]
     drop(plugin_host);
     if let Err(error) = std::fs::remove_file(&socket) {

@@ -68,11 +68,10 @@ impl DeviceInfoProvider {
     }
 }
 
-/// Seconds since the system booted (`/proc/uptime`), when readable.
+/// Seconds since the system booted: the clock behind `/proc/uptime` (suspend included), read
+/// without the open/read/close a Get of `Device.DeviceInfo.` would otherwise pay.
 fn system_uptime() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/uptime").ok()?;
-    let seconds: f64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(seconds as u64)
+    u64::try_from(rustix::time::clock_gettime(rustix::time::ClockId::Boottime).tv_sec).ok()
 }
 
 #[async_trait]

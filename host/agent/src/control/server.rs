@@ -6,11 +6,17 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
 
 use super::frame::{FrameError, read_frame, write_frame};
 use crate::agent::actor::LocalRecord;
+
+/// How long a stopping server waits for connections to write the answers they owe.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 /// Why the control socket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -68,28 +74,51 @@ impl ControlServer {
         })
     }
 
-    /// Accepts connections until the task is dropped.
-    pub(crate) async fn serve(self) {
+    /// Accepts connections until `stop` turns true; then stops accepting, lets every
+    /// connection finish the answer it is waiting for (at most [`DRAIN_LIMIT`]), and returns.
+    /// The agent stops this way before a restart, so the `Reboot()` answer still reaches uspctl.
+    pub(crate) async fn serve(self, mut stop: watch::Receiver<bool>) {
+        let mut connections = JoinSet::new();
+        let stopping = stop.clone();
         loop {
-            match self.listener.accept().await {
-                Ok((stream, _)) => {
-                    let endpoint_id = self.endpoint_id.clone();
-                    let actor = self.actor.clone();
-                    let limit = self.limit;
-                    tokio::spawn(async move {
-                        if let Err(error) = connection(stream, &endpoint_id, limit, actor).await {
-                            tracing::info!(%error, "control connection closed");
-                        }
-                    });
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "control socket accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
+            tokio::select! {
+                () = stopped(&mut stop) => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let endpoint_id = self.endpoint_id.clone();
+                        let actor = self.actor.clone();
+                        let limit = self.limit;
+                        let stop = stopping.clone();
+                        connections.spawn(async move {
+                            if let Err(error) =
+                                connection(stream, &endpoint_id, limit, actor, stop).await
+                            {
+                                tracing::info!(%error, "control connection closed");
+                            }
+                        });
+                    }
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(%error, "control socket accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
+        let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("control connections still busy at shutdown; closed");
+        }
     }
+}
+
+/// Resolves once the server is told to stop (or whoever could tell it is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
 }
 
 async fn connection(
@@ -97,9 +126,17 @@ async fn connection(
     endpoint_id: &str,
     limit: usize,
     actor: mpsc::Sender<LocalRecord>,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     write_frame(&mut stream, endpoint_id.as_bytes()).await?;
-    while let Some(bytes) = read_frame(&mut stream, limit).await? {
+    loop {
+        let frame = tokio::select! {
+            () = stopped(&mut stop) => return Ok(()),
+            frame = read_frame(&mut stream, limit) => frame?,
+        };
+        let Some(bytes) = frame else {
+            return Ok(());
+        };
         let (answer, answered) = oneshot::channel();
         if actor.send(LocalRecord { bytes, answer }).await.is_err() {
             return Ok(());
@@ -108,5 +145,4 @@ async fn connection(
             write_frame(&mut stream, &reply).await?;
         }
     }
-    Ok(())
 }
