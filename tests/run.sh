@@ -26,4 +26,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
+step "benchmark smoke run (debug binaries: these matrix rows run end to end; no figure is taken)"
+cargo build --workspace --bins --locked
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+SMOKE=1 AGENT="$target_dir/debug/usp-agent" BENCH="$target_dir/debug/usp-bench" \
+    host/bench/matrix.sh get-deviceinfo-ws-w16 get-deviceinfo-mqtt-w1 set-1-ws-w1 idle-rss-plugins get-time-plugin-ws-w1 startup-ws notify-ws
+
+step "fuzz smoke run (nightly + cargo-fuzz; each target from its committed corpus)"
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+tests/fuzz/smoke.sh "${FUZZ_SECONDS:-15}"
+
 step "all tests passed"

@@ -18,7 +18,8 @@ rows="get-endpointid-mqtt-w1 get-endpointid-mqtt-w16 get-endpointid-ws-w1 get-en
 get-deviceinfo-mqtt-w1 get-deviceinfo-mqtt-w16 get-deviceinfo-ws-w1 get-deviceinfo-ws-w16
 get-device-mqtt-w1 get-device-mqtt-w16 get-device-ws-w1 get-device-ws-w16
 gsdm-device-ws-w1 set-1-ws-w1 set-1-mqtt-w1 set-100-ws-w1 set-100-mqtt-w1
-idle-rss startup-mqtt startup-ws notify-ws"
+idle-rss idle-rss-plugins get-time-plugin-ws-w1 get-time-plugin-ws-w16
+get-device-plugins-ws-w1 startup-mqtt startup-ws notify-ws"
 
 if [ "${1:-}" = "list" ] || [ $# -eq 0 ]; then
     echo "$rows" | tr ' ' '\n'
@@ -92,6 +93,9 @@ response_topic = "usp/agent/$agent_id"
 endpoint_id = "$ctl_id"
 topic = "usp/controller/$ctl_id"
 TOML
+    if [ "${plugins:-0}" = 1 ]; then
+        printf '\n[plugins]\nbundled = true\nreadable_dirs = ["/proc", "/sys"]\n' >>"$dir/agent.toml"
+    fi
     config=$dir/agent.toml
 }
 
@@ -134,7 +138,12 @@ set_100() { # $1: value
 
 for row in "$@"; do
     echo "== $row"
+    # Rows naming plugins run the agent with the three first-party plugins loaded.
+    case "$row" in *plugin*) plugins=1 ;; *) plugins=0 ;; esac
     case "$row" in
+    get-device-plugins-ws-w1)
+        setup; start_agent
+        load ws 1 "$(count 2000)" --op get:Device. ;;
     get-endpointid-*-w*|get-deviceinfo-*-w*|get-device-*-w*)
         IFS=- read -r _ what mtp w <<<"$row"
         case $what in
@@ -159,7 +168,10 @@ for row in "$@"; do
         load "$mtp" 1 "$(count 1000)" \
             --op "$(set_100 Device.DeviceInfo.HardwareVersion)" \
             --op "$(set_100 Device.DeviceInfo.SoftwareVersion)" ;;
-    idle-rss)
+    get-time-plugin-ws-w*)
+        setup; start_agent
+        load ws "${row##*-w}" "$(count 20000)" --op get:Device.Time. ;;
+    idle-rss|idle-rss-plugins)
         setup; start_agent
         "$bench_bin" load $(target ws) --requests 1 --warmup 0 --op get:Device.LocalAgent.EndpointID >/dev/null
         sleep 2

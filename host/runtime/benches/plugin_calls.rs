@@ -1,6 +1,7 @@
 //! Plugin call and load costs, measured with real components: host→plugin `get` of 1 and of
 //! 100 parameters, plugin load with a cold compile (child process) and with a warm cache,
-//! re-instantiation from the `InstancePre`, and resident memory per loaded plugin.
+//! re-instantiation from the `InstancePre`, resident memory per loaded plugin, and the same
+//! Gets served by the native in-memory provider for comparison.
 //!
 //! Run: `cargo bench -p usp-runtime --bench plugin_calls` (release build). Prints one line
 //! per measurement: the median of several rounds, each the mean of many calls.
@@ -8,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use usp_dm::memory::{MemoryProvider, Snapshot};
 use usp_dm::{GetRequest, Provider};
 use usp_runtime::{ApprovalPolicy, CompilerCommand, HostConfig, PluginHost, artifacts};
 
@@ -119,8 +121,31 @@ async fn main() {
         object: "Device.X_TEST_Bench.".to_string(),
         params: Vec::new(),
     }];
-    report("get 1 param", per_call(&*wide, &one, 2000).await);
-    report("get 100 params", per_call(&*wide, &all, 500).await);
+    let plugin_one = per_call(&*wide, &one, 2000).await;
+    let plugin_all = per_call(&*wide, &all, 500).await;
+    report("get 1 param", plugin_one);
+    report("get 100 params", plugin_all);
+
+    // The same schema and values served by the agent's native in-memory provider: the cost a
+    // subtree would have without the sandbox.
+    let native = MemoryProvider::new("native", (*wide.schema()).clone());
+    let values = wide.get(&all).await.remove(0).expect("values");
+    native.restore(&Snapshot {
+        params: values
+            .into_iter()
+            .map(|(name, value)| (format!("Device.X_TEST_Bench.{name}"), value))
+            .collect(),
+        ..Snapshot::default()
+    });
+    let native_one = per_call(&native, &one, 2000).await;
+    let native_all = per_call(&native, &all, 500).await;
+    report("native get 1 param", native_one);
+    report("native get 100 params", native_all);
+    println!(
+        "plugin / native: get 1 param {:.1}x, get 100 params {:.1}x",
+        plugin_one.as_secs_f64() / native_one.as_secs_f64(),
+        plugin_all.as_secs_f64() / native_all.as_secs_f64()
+    );
     host.unload("wide").await.expect("unload");
 
     let before_plugins = rss_kib();

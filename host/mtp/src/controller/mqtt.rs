@@ -18,6 +18,9 @@ pub use crate::config::MqttVersion;
 /// The Content Type of a USP Record (R-MQTT.27).
 const CONTENT_TYPE: &str = "usp.msg";
 
+/// Unacknowledged QoS 1 PUBLISHes at a time (MQTT 5; the broker may lower it further).
+const MAX_INFLIGHT: u16 = 256;
+
 /// Requests buffered between the publishing task and rumqttc's event loop.
 const REQUEST_CAPACITY: usize = 256;
 
@@ -181,6 +184,8 @@ fn build(endpoint: &MqttEndpoint, controller_id: &str) -> (Client, Loop) {
                 .set_clean_start(true)
                 .set_max_packet_size(Some(MAX_PACKET))
                 .set_request_channel_capacity(REQUEST_CAPACITY)
+                // Unset, rumqttc sizes its in-flight table for 65 535 PUBLISHes (13 MB).
+                .set_outgoing_inflight_upper_limit(MAX_INFLIGHT)
                 .set_user_properties(vec![(
                     "usp-endpoint-id".to_string(),
                     controller_id.to_string(),

@@ -34,6 +34,9 @@ const PENDING_LIMIT: usize = 256;
 /// Requests rumqttc buffers between this task and its event loop.
 const REQUEST_CAPACITY: usize = 64;
 
+/// Unacknowledged QoS 1 PUBLISHes at a time (MQTT 5; the broker may lower it further).
+const MAX_INFLIGHT: u16 = 256;
+
 /// How long a stopping MTP waits for its Disconnect Records and DISCONNECT to be written.
 const DRAIN: Duration = Duration::from_secs(2);
 
@@ -143,6 +146,8 @@ fn connect(
                 .set_clean_start(true)
                 .set_connect_properties(props)
                 .set_request_channel_capacity(REQUEST_CAPACITY)
+                // Unset, rumqttc sizes its in-flight table for 65 535 PUBLISHes (13 MB).
+                .set_outgoing_inflight_upper_limit(MAX_INFLIGHT)
                 .set_network_options(network_options())
                 .set_transport(transport);
             if let Some(u) = &cfg.username {
