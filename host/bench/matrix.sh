@@ -125,6 +125,8 @@ hundred_subscriptions() {
         printf 'Device.LocalAgent.Subscription.%s.NotifType "ValueChange"\n' "$i"
         printf 'Device.LocalAgent.Subscription.%s.ReferenceList "Device.DeviceInfo.SoftwareVersion"\n' "$i"
         printf 'Device.LocalAgent.Subscription.%s.Enable false\n' "$i"
+        # Only persistent subscriptions outlive the restart that applies the factory defaults.
+        printf 'Device.LocalAgent.Subscription.%s.Persistent true\n' "$i"
     done
 }
 
@@ -160,8 +162,8 @@ for row in "$@"; do
         IFS=- read -r _ _ mtp _ <<<"$row"
         setup; start_agent
         load "$mtp" 1 "$(count 10000)" \
-            --op set:Device.LocalAgent.Controller.1.Alias=bench-a \
-            --op set:Device.LocalAgent.Controller.1.Alias=bench-b ;;
+            --op set:Device.LocalAgent.Controller.1.ProvisioningCode=bench-a \
+            --op set:Device.LocalAgent.Controller.1.ProvisioningCode=bench-b ;;
     set-100-*-w1)
         IFS=- read -r _ _ mtp _ <<<"$row"
         setup "$(hundred_subscriptions)"; start_agent
@@ -184,7 +186,7 @@ for row in "$@"; do
         "$bench_bin" startup $(target "${row#startup-}") --runs "${RUNS:-7}" -- "$agent_bin" --config "$config" ;;
     notify-ws)
         setup; start_agent
-        "$bench_bin" notify $(target ws) --param Device.LocalAgent.Controller.1.Alias \
+        "$bench_bin" notify $(target ws) --param Device.LocalAgent.Controller.1.ProvisioningCode \
             --count "$(count 500)" --rate-count "$(count 5000)" ;;
     *)
         echo "unknown row $row (host/bench/matrix.sh list)" >&2; exit 1 ;;

@@ -88,7 +88,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match &cli.command {
-        Command::Load(args) => print(cli.json, &load::run(args).await?, load::LoadReport::line),
+        Command::Load(args) => {
+            let report = load::run(args).await?;
+            print(cli.json, &report, load::LoadReport::line)?;
+            // An error answer is not a measurement of what was asked for: the run fails.
+            if report.failures > 0 {
+                anyhow::bail!("{} of the requests were answered with an error", report.failures);
+            }
+            Ok(())
+        }
         Command::Startup(args) => print(
             cli.json,
             &startup::run(args).await?,

@@ -94,12 +94,15 @@ fn interfaces() -> Result<Vec<Interface>, Fault> {
     Ok(found)
 }
 
+/// One interface by index. Only `ifindex` is read for the others: every file read is a WASI
+/// call, and a Get of `Device.IP.` asks for each interface's objects in turn.
 fn interface(object: &ObjectPath, index: u32, ethernet_only: bool) -> Result<Interface, Fault> {
-    interfaces()?
-        .into_iter()
-        .find(|interface| {
-            interface.index == index && (!ethernet_only || interface.hw_type == ARPHRD_ETHER)
-        })
+    let entries = std::fs::read_dir(NET).map_err(|err| Fault::internal(NET, err))?;
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .find(|name| read_attr(name, "ifindex").and_then(|i| i.parse().ok()) == Some(index))
+        .and_then(|name| read_interface(&name))
+        .filter(|interface| !ethernet_only || interface.hw_type == ARPHRD_ETHER)
         .ok_or_else(|| Fault::no_such_object(object))
 }
 
