@@ -39,9 +39,17 @@ pub const TEST_LIMIT: Duration = Duration::from_secs(50);
 
 /// Runs `body` with [`TEST_LIMIT`], so a hang fails the test instead of the CI job.
 pub async fn bounded(body: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::time::timeout(TEST_LIMIT, body)
+    bounded_by(TEST_LIMIT, body).await
+}
+
+/// Runs `body` with `limit`, for tests that wait for a slow broker to boot.
+pub async fn bounded_by(
+    limit: Duration,
+    body: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(limit, body)
         .await
-        .with_context(|| format!("the test did not finish within {TEST_LIMIT:?}"))?
+        .with_context(|| format!("the test did not finish within {limit:?}"))?
 }
 
 /// A loopback port nobody listens on right now.

@@ -1,6 +1,7 @@
 //! A RabbitMQ node with its STOMP plugin on free loopback ports, in a private directory owned by
 //! the `rabbitmq` user (the server script switches to it). Every process the node starts (su,
-//! beam.smp, epmd, ...) carries a marker in its environment and is killed by PID on drop.
+//! beam.smp, epmd, ...) carries a marker in its environment and is killed by PID on drop. The
+//! node can be killed and started again on the same ports and state.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -22,6 +23,8 @@ pub struct Rabbit {
     /// The STOMP listener's port.
     pub stomp_port: u16,
     dir: PathBuf,
+    dist_port: u16,
+    epmd_port: u16,
     /// The `rabbitmq-server` script, reaped after its node is killed.
     script: Option<Child>,
 }
@@ -50,6 +53,8 @@ impl Rabbit {
         let mut rabbit = Rabbit {
             stomp_port,
             dir,
+            dist_port: free_port()?,
+            epmd_port: free_port()?,
             script: None,
         };
         let status = Command::new("chown")
@@ -60,9 +65,15 @@ impl Rabbit {
         if !status.success() {
             bail!("chown of the RabbitMQ directory failed ({status})");
         }
-        let d = |s: &str| rabbit.dir.join(s);
+        rabbit.launch().await?;
+        Ok(rabbit)
+    }
+
+    /// Starts the node and waits until its STOMP port accepts connections.
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        let d = |s: &str| self.dir.join(s);
         let script = Command::new(system_binary("rabbitmq-server")?)
-            .current_dir(&rabbit.dir)
+            .current_dir(&self.dir)
             .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
             .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
             .env("RABBITMQ_LOG_BASE", d("log"))
@@ -71,23 +82,28 @@ impl Rabbit {
             .env("RABBITMQ_PLUGINS_EXPAND_DIR", d("expand"))
             .env(
                 "RABBITMQ_NODENAME",
-                format!("usp-e2e{stomp_port}@localhost"),
+                format!("usp-e2e{}@localhost", self.stomp_port),
             )
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_DIST_PORT", free_port()?.to_string())
-            .env("ERL_EPMD_PORT", free_port()?.to_string())
-            .env("HOME", &rabbit.dir)
-            .env(MARKER, &rabbit.dir)
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("HOME", &self.dir)
+            .env(MARKER, &self.dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .context("cannot start rabbitmq-server")?;
-        rabbit.script = Some(script);
-        wait_tcp(stomp_port, BOOT_LIMIT)
+        self.script = Some(script);
+        wait_tcp(self.stomp_port, BOOT_LIMIT)
             .await
-            .context("RabbitMQ's STOMP port did not open")?;
-        Ok(rabbit)
+            .context("RabbitMQ's STOMP port did not open")
+    }
+
+    /// Kills the node (SIGKILL) and starts it again on the same ports and state.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.launch().await
     }
 
     /// PIDs of every process started for this node.
@@ -105,10 +121,9 @@ impl Rabbit {
             })
             .collect()
     }
-}
 
-impl Drop for Rabbit {
-    fn drop(&mut self) {
+    /// SIGKILL to every process of the node; waits (bounded) until they are gone.
+    fn kill(&mut self) {
         for pid in self.pids() {
             // Best effort: a process may have exited between the scan and the signal.
             drop(
@@ -126,6 +141,12 @@ impl Drop for Rabbit {
             drop(script.start_kill());
             drop(script.try_wait());
         }
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        self.kill();
         drop(std::fs::remove_dir_all(&self.dir));
     }
 }

@@ -17,7 +17,7 @@ use usp_mtp::controller::{
 use super::expect::{self, MANUFACTURER};
 use super::harness::{
     AGENT_DEST, AGENT_ID, AGENT_TOPIC_V5, AGENT_TOPIC_V311, Agent, CONTROLLER, CONTROLLER_DEST,
-    CONTROLLER_TOPIC, Mosquitto, MqttMtp, Setup, bounded, free_port,
+    CONTROLLER_TOPIC, Mosquitto, MqttMtp, Setup, bounded, bounded_by, free_port,
 };
 use super::peer::{Link, UdsLink, WsLink, get_record, recv_msg, recv_msg_from};
 use super::rabbit::Rabbit;
@@ -309,14 +309,42 @@ async fn example_mqtt_config_serves_its_controller_through_mosquitto() {
     .unwrap();
 }
 
-/// STOMP through a real RabbitMQ (started once for both clients: it boots in tens of seconds):
-/// usp-mtp's controller client gets the agent's STOMPConnect Record and correct answers, and
-/// `uspctl --stomp` gets `Manufacturer`.
+/// A STOMP test boots RabbitMQ twice (start and restart), each up to tens of seconds on a
+/// loaded machine.
+const STOMP_TEST_LIMIT: Duration = Duration::from_secs(180);
+
+/// Waits for the agent's STOMPConnect Record naming its destination (R-MTP.6).
+async fn stomp_connect(events: &mut tokio::sync::mpsc::Receiver<AgentEvent>) -> anyhow::Result<()> {
+    let limit = Duration::from_secs(20);
+    let body = tokio::time::timeout(limit, async {
+        loop {
+            match events.recv().await {
+                Some(AgentEvent::Connect(body)) => return Ok(body),
+                Some(_) => {}
+                None => bail!("the controller session ended"),
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("no STOMPConnect Record within {limit:?}"))??;
+    assert_eq!(
+        body,
+        RecordBody::StompConnect {
+            subscribed_destination: AGENT_DEST.to_string()
+        }
+    );
+    Ok(())
+}
+
+/// STOMP through a real RabbitMQ (one broker for both clients: it boots in tens of seconds):
+/// usp-mtp's controller client gets the agent's STOMPConnect Record and correct answers,
+/// `uspctl --stomp` gets `Manufacturer`, and after the broker is killed and restarted the
+/// controller client has reconnected on its own, gets a new STOMPConnect, and is answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn controller_and_uspctl_on_stomp_get_device_info() {
-    let broker = Rabbit::start().await.unwrap();
-    let port = broker.stomp_port;
-    bounded(async {
+async fn controller_and_uspctl_on_stomp_get_device_info_across_a_broker_restart() {
+    bounded_by(STOMP_TEST_LIMIT, async {
+        let mut broker = Rabbit::start().await?;
+        let port = broker.stomp_port;
         let mut agent = Agent::start(Setup {
             stomp: Some(port),
             ..Setup::default()
@@ -331,24 +359,8 @@ async fn controller_and_uspctl_on_stomp_get_device_info() {
         first_device_info(&client, "STOMP")
             .await
             .with_context(|| agent.log())?;
-        // The agent sent it on subscribing; the broker kept it in our queue until we came.
-        let connect = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                match events.recv().await {
-                    Some(AgentEvent::Connect(body)) => return Some(body),
-                    Some(_) => {}
-                    None => return None,
-                }
-            }
-        })
-        .await
-        .context("no STOMPConnect Record")?;
-        assert_eq!(
-            connect,
-            Some(RecordBody::StompConnect {
-                subscribed_destination: AGENT_DEST.to_string()
-            })
-        );
+        // Sent when the agent subscribed; the broker kept it in our queue until we came.
+        stomp_connect(&mut events).await?;
         device_info(&client).await?;
 
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uspctl"))
@@ -370,6 +382,12 @@ async fn controller_and_uspctl_on_stomp_get_device_info() {
             stdout.contains(MANUFACTURER),
             "uspctl --stomp get lacks the Manufacturer: {stdout}"
         );
+
+        broker.restart().await?;
+        stomp_connect(&mut events)
+            .await
+            .with_context(|| agent.log())?;
+        first_device_info(&client, "STOMP after the broker restart").await?;
         agent.check_running()
     })
     .await
