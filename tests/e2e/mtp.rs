@@ -1,11 +1,12 @@
 //! The message transports end to end: the real `usp-agent` binary with its WebSocket server,
-//! UDS and MQTT MTPs (a real mosquitto started by the test), driven by controllers over real
+//! UDS, MQTT and STOMP MTPs (a real mosquitto and RabbitMQ started by the test), driven by controllers over real
 //! sockets. Covers correct answers on each MTP and the faults of issue 3: malformed and
 //! oversize Records, wrong `to_id`, unknown `from_id`, a broker down at start or restarted
 //! mid-run, and a TLS certificate that does not name the `from_id`.
 //!
 //! Layout:
 //! - `harness`: mosquitto, the agent process and its configuration, certificates.
+//! - `rabbit`: RabbitMQ with its STOMP plugin.
 //! - `peer`: links that send arbitrary bytes over WebSocket, UDS and MQTT.
 //! - `expect`: what a correct answer looks like.
 //! - `serving`: a controller on each MTP; the shipped example configuration.
@@ -18,5 +19,6 @@ mod expect;
 mod faults;
 pub(crate) mod harness;
 pub(crate) mod peer;
+mod rabbit;
 mod serving;
 mod tls;

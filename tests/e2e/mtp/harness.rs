@@ -1,7 +1,8 @@
 //! What the MTP tests start: a mosquitto broker on a free loopback port (stopped by PID, and
 //! restartable on the same port), the real `usp-agent` binary with a configuration written for
 //! the test (WebSocket server on a free port, UDS socket in the test's directory, optional MQTT
-//! MTPs and TLS), and the certificates the TLS tests need. Every wait has a deadline.
+//! MTPs, an optional STOMP MTP and TLS), and the certificates the TLS tests need. Every wait has
+//! a deadline. RabbitMQ for the STOMP MTP is in `rabbit`.
 
 use std::future::Future;
 use std::net::TcpListener;
@@ -26,6 +27,10 @@ pub const AGENT_TOPIC_V5: &str = "usp/agent/e2e-v5";
 pub const AGENT_TOPIC_V311: &str = "usp/agent/e2e-v311";
 /// The topic [`CONTROLLER`] subscribes to; the agent's MQTTConnect goes there.
 pub const CONTROLLER_TOPIC: &str = "usp/controller/e2e";
+/// The STOMP destination the agent subscribes to.
+pub const AGENT_DEST: &str = "/queue/usp-e2e-agent";
+/// The STOMP destination [`CONTROLLER`] subscribes to; the agent's STOMPConnect goes there.
+pub const CONTROLLER_DEST: &str = "/queue/usp-e2e-controller";
 
 /// How long one answer may take.
 pub const ANSWER: Duration = Duration::from_secs(10);
@@ -34,9 +39,17 @@ pub const TEST_LIMIT: Duration = Duration::from_secs(50);
 
 /// Runs `body` with [`TEST_LIMIT`], so a hang fails the test instead of the CI job.
 pub async fn bounded(body: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::time::timeout(TEST_LIMIT, body)
+    bounded_by(TEST_LIMIT, body).await
+}
+
+/// Runs `body` with `limit`, for tests that wait for a slow broker to boot.
+pub async fn bounded_by(
+    limit: Duration,
+    body: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(limit, body)
         .await
-        .with_context(|| format!("the test did not finish within {TEST_LIMIT:?}"))?
+        .with_context(|| format!("the test did not finish within {limit:?}"))?
 }
 
 /// A loopback port nobody listens on right now.
@@ -84,7 +97,7 @@ pub async fn wait_unix(path: &Path, limit: Duration) -> anyhow::Result<()> {
 
 /// A Debian system binary: on `PATH` or in `/usr/sbin`. A missing one fails the test (the test
 /// command installs it: tests/services/install.sh).
-fn system_binary(name: &str) -> anyhow::Result<PathBuf> {
+pub fn system_binary(name: &str) -> anyhow::Result<PathBuf> {
     let dirs = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&dirs)
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
@@ -194,6 +207,10 @@ pub struct Setup {
     /// MQTT MTPs, each with [`CONTROLLER`] reachable on [`CONTROLLER_TOPIC`] and reconnect
     /// waits of 1-2 s so the broker tests stay short.
     pub mqtt: Vec<MqttMtp>,
+    /// The port of a STOMP broker (guest/guest, virtual host `/`) for a STOMP MTP named
+    /// `stomp` on [`AGENT_DEST`], with [`CONTROLLER`] reachable on [`CONTROLLER_DEST`] and
+    /// reconnect waits of 1-2 s.
+    pub stomp: Option<u16>,
     /// TLS for the WebSocket server (with a trust store, client certificates are required).
     pub ws_tls: Option<WsTls>,
 }
@@ -262,6 +279,15 @@ impl Agent {
                  connect_retry_time = 1\nconnect_retry_max_interval = 2\n\
                  [[mtp.controllers]]\nendpoint_id = \"{CONTROLLER}\"\ntopic = \"{CONTROLLER_TOPIC}\"\n",
                 mqtt.name, mqtt.port, mqtt.version, mqtt.topic
+            );
+        }
+        if let Some(port) = setup.stomp {
+            config += &format!(
+                "\n[[mtp]]\nname = \"stomp\"\nprotocol = \"stomp\"\nhost = \"127.0.0.1\"\n\
+                 port = {port}\nusername = \"guest\"\npassword = \"guest\"\nvirtual_host = \"/\"\n\
+                 destination = \"{AGENT_DEST}\"\nserver_retry_initial_interval = 1\n\
+                 server_retry_interval_multiplier = 1000\nserver_retry_max_interval = 2\n\
+                 [[mtp.controllers]]\nendpoint_id = \"{CONTROLLER}\"\ndestination = \"{CONTROLLER_DEST}\"\n"
             );
         }
         let config_path = dir.path().join("agent.toml");

@@ -1,23 +1,26 @@
-//! A controller on each MTP gets correct answers from the real agent: WebSocket and MQTT 5.0 /
-//! 3.1.1 through usp-mtp's controller client, UDS through the test's own framing; and the
-//! shipped `examples/agent.toml` serves WebSocket, UDS and `uspctl` as it is.
+//! A controller on each MTP gets correct answers from the real agent: WebSocket, MQTT 5.0 /
+//! 3.1.1 and STOMP through usp-mtp's controller client, UDS through the test's own framing,
+//! `uspctl --stomp`; and the shipped `examples/agent.toml` serves WebSocket, UDS and `uspctl` as it is.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use usp_codec::RecordBody;
 use usp_codec::usp_proto::usp::{self, request::ReqType};
 use usp_mtp::MqttVersion;
 use usp_mtp::controller::{
-    AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint, WsEndpoint,
+    AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint, StompEndpoint,
+    WsEndpoint,
 };
 
 use super::expect::{self, MANUFACTURER};
 use super::harness::{
-    AGENT_ID, AGENT_TOPIC_V5, AGENT_TOPIC_V311, Agent, CONTROLLER, CONTROLLER_TOPIC, Mosquitto,
-    MqttMtp, Setup, bounded, free_port,
+    AGENT_DEST, AGENT_ID, AGENT_TOPIC_V5, AGENT_TOPIC_V311, Agent, CONTROLLER, CONTROLLER_DEST,
+    CONTROLLER_TOPIC, Mosquitto, MqttMtp, Setup, bounded, bounded_by, free_port,
 };
 use super::peer::{Link, UdsLink, WsLink, get_record, recv_msg, recv_msg_from};
+use super::rabbit::Rabbit;
 
 /// Asks `client` for `Device.DeviceInfo.` and checks the answer.
 async fn device_info(client: &ControllerClient) -> anyhow::Result<()> {
@@ -39,6 +42,21 @@ async fn device_info(client: &ControllerClient) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Retries `device_info` until the agent answers, for at most 20 s: the agent's broker
+/// connection comes up independently of the test's.
+async fn first_device_info(client: &ControllerClient, mtp: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match device_info(client).await {
+            Ok(()) => return Ok(()),
+            Err(err) if tokio::time::Instant::now() >= deadline => {
+                return Err(err.context(format!("no answer over {mtp}")));
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// A controller client over MQTT with `version`, retrying the first Get until the agent's MTP
 /// has subscribed (its broker connection comes up independently of the test's).
 async fn mqtt_client(
@@ -50,18 +68,10 @@ async fn mqtt_client(
     let mut endpoint = MqttEndpoint::new("127.0.0.1", port, agent_topic, own_topic);
     endpoint.version = version;
     let mut options = ControllerOptions::new(controller_id, agent_id, Endpoint::Mqtt(endpoint));
-    options.timeout = std::time::Duration::from_secs(1);
+    options.timeout = Duration::from_secs(1);
     let (client, events) = ControllerClient::connect(options).await?;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        match device_info(&client).await {
-            Ok(()) => return Ok((client, events)),
-            Err(err) if tokio::time::Instant::now() >= deadline => {
-                return Err(err.context(format!("no answer over MQTT {version:?}")));
-            }
-            Err(_) => {}
-        }
-    }
+    first_device_info(&client, &format!("MQTT {version:?}")).await?;
+    Ok((client, events))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -293,6 +303,91 @@ async fn example_mqtt_config_serves_its_controller_through_mosquitto() {
         )
         .await?;
         device_info(&client).await?;
+        agent.check_running()
+    })
+    .await
+    .unwrap();
+}
+
+/// A STOMP test boots RabbitMQ twice (start and restart), each up to tens of seconds on a
+/// loaded machine.
+const STOMP_TEST_LIMIT: Duration = Duration::from_secs(180);
+
+/// Waits for the agent's STOMPConnect Record naming its destination (R-MTP.6).
+async fn stomp_connect(events: &mut tokio::sync::mpsc::Receiver<AgentEvent>) -> anyhow::Result<()> {
+    let limit = Duration::from_secs(20);
+    let body = tokio::time::timeout(limit, async {
+        loop {
+            match events.recv().await {
+                Some(AgentEvent::Connect(body)) => return Ok(body),
+                Some(_) => {}
+                None => bail!("the controller session ended"),
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("no STOMPConnect Record within {limit:?}"))??;
+    assert_eq!(
+        body,
+        RecordBody::StompConnect {
+            subscribed_destination: AGENT_DEST.to_string()
+        }
+    );
+    Ok(())
+}
+
+/// STOMP through a real RabbitMQ (one broker for both clients: it boots in tens of seconds):
+/// usp-mtp's controller client gets the agent's STOMPConnect Record and correct answers,
+/// `uspctl --stomp` gets `Manufacturer`, and after the broker is killed and restarted the
+/// controller client has reconnected on its own, gets a new STOMPConnect, and is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_and_uspctl_on_stomp_get_device_info_across_a_broker_restart() {
+    bounded_by(STOMP_TEST_LIMIT, async {
+        let mut broker = Rabbit::start().await?;
+        let port = broker.stomp_port;
+        let mut agent = Agent::start(Setup {
+            stomp: Some(port),
+            ..Setup::default()
+        })
+        .await?;
+        let mut endpoint = StompEndpoint::new("127.0.0.1", port, AGENT_DEST, CONTROLLER_DEST);
+        endpoint.login = Some("guest".to_string());
+        endpoint.passcode = Some("guest".to_string());
+        let mut options = ControllerOptions::new(CONTROLLER, AGENT_ID, Endpoint::Stomp(endpoint));
+        options.timeout = Duration::from_secs(1);
+        let (client, mut events) = ControllerClient::connect(options).await?;
+        first_device_info(&client, "STOMP")
+            .await
+            .with_context(|| agent.log())?;
+        // Sent when the agent subscribed; the broker kept it in our queue until we came.
+        stomp_connect(&mut events).await?;
+        device_info(&client).await?;
+
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uspctl"))
+            .args(["--stomp", &format!("127.0.0.1:{port}")])
+            .args(["--agent-id", AGENT_ID, "--agent-dest", AGENT_DEST])
+            .args(["--controller-id", CONTROLLER])
+            .args(["--stomp-login", "guest", "--stomp-passcode", "guest"])
+            .args(["--timeout", "10", "get", "Device.DeviceInfo.Manufacturer"])
+            .stdin(Stdio::null())
+            .output()
+            .await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "uspctl --stomp failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(MANUFACTURER),
+            "uspctl --stomp get lacks the Manufacturer: {stdout}"
+        );
+
+        broker.restart().await?;
+        stomp_connect(&mut events)
+            .await
+            .with_context(|| agent.log())?;
+        first_device_info(&client, "STOMP after the broker restart").await?;
         agent.check_running()
     })
     .await

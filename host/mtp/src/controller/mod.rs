@@ -1,5 +1,5 @@
 //! The controller side of the MTPs: a [`ControllerClient`] that reaches one agent over
-//! WebSocket or MQTT, sends requests, matches each answer to its request by msg_id (so many
+//! WebSocket, MQTT or STOMP, sends requests, matches each answer to its request by msg_id (so many
 //! requests can be in flight), and hands agent-originated Notify messages and Connect records to
 //! the caller. It is what `usp-bench` and `uspctl`'s remote mode talk through.
 //!
@@ -9,9 +9,11 @@
 //!
 //! Layout:
 //! - [`mqtt`]: MQTT 5.0 / 3.1.1 through a broker (Response Topic or `/reply-to=`).
+//! - [`stomp`]: STOMP 1.2 through a broker (`endpoint-id`, `reply-to-dest`).
 //! - [`websocket`]: a WebSocket client session (`v1.usp`, `eid=` in the URI, binary frames).
 
 pub mod mqtt;
+pub mod stomp;
 pub mod websocket;
 
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ use usp_codec::record::{Inbound, Record, RecordBody};
 use usp_codec::usp_proto::usp::{self, body::MsgBody, request::ReqType, response::RespType};
 
 pub use mqtt::{MqttEndpoint, MqttVersion};
+pub use stomp::StompEndpoint;
 pub use websocket::WsEndpoint;
 
 /// Records queued towards the transport task before `send` waits.
@@ -42,6 +45,8 @@ pub enum Endpoint {
     WebSocket(WsEndpoint),
     /// MQTT through a broker.
     Mqtt(MqttEndpoint),
+    /// STOMP through a broker.
+    Stomp(StompEndpoint),
 }
 
 /// How to reach an agent.
@@ -137,7 +142,7 @@ pub struct ControllerClient {
 }
 
 impl ControllerClient {
-    /// Opens the session (for MQTT: connected and subscribed) and returns the client with the
+    /// Opens the session (for MQTT and STOMP: connected and subscribed) and returns the client with the
     /// stream of agent events.
     pub async fn connect(
         options: ControllerOptions,
@@ -150,6 +155,9 @@ impl ControllerClient {
             }
             Endpoint::Mqtt(mq) => {
                 mqtt::open(mq, &options.controller_id, outgoing_rx, incoming_tx).await?
+            }
+            Endpoint::Stomp(st) => {
+                stomp::open(st, &options.controller_id, outgoing_rx, incoming_tx).await?
             }
         };
         let pending = Pending::default();

@@ -2,7 +2,9 @@
 //! both 3.1.1 and 5.0. The task owns one connection at a time: CONNECT (5.0: `usp-endpoint-id`
 //! user property, Request Response Information, R-MQTT.12/13), SUBSCRIBE, wait for SUBACK, then
 //! the MQTTConnect Record to each configured controller; on any failure the connection is
-//! dropped and rebuilt after the `ConnectRetry*` backoff (R-MQTT.10/33).
+//! dropped and rebuilt after the `ConnectRetry*` backoff (R-MQTT.10/33). A 3.1.1 PUBLISH without
+//! a reply-to is a version mismatch: dropped, and its sender is not written to until it sends
+//! one with a reply-to (R-MQTT.26a).
 //!
 //! Layout:
 //! - [`topic`]: topic bookkeeping, no I/O.
@@ -25,7 +27,7 @@ use crate::event::{Dest, LinkInfo, PeerAuth};
 use crate::link::{Ctx, Outbound};
 use crate::records::{self, ConnectKind};
 use crate::tls::{self, SeenCertificate};
-use topic::Topics;
+use topic::{Silenced, Topics};
 
 /// Records kept while the connection is down or not yet subscribed; older ones are dropped
 /// first when it overflows.
@@ -309,6 +311,15 @@ enum Ended {
     Disabled(String),
 }
 
+/// What outlives one broker connection.
+struct Carried {
+    /// R-MQTT.9/11: a broker-assigned ClientId is kept for later connections.
+    client_id: String,
+    backoff: Backoff,
+    /// R-MQTT.26a: controllers not written to after a version mismatch.
+    silenced: Silenced,
+}
+
 /// Runs one MQTT client MTP until `shutdown` is cancelled.
 pub(crate) async fn run(
     cfg: MqttConfig,
@@ -316,18 +327,19 @@ pub(crate) async fn run(
     mut outbound: mpsc::Receiver<Outbound>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(cfg.retry_policy());
+    let mut carried = Carried {
+        client_id: cfg.client_id.clone(),
+        backoff: Backoff::new(cfg.retry_policy()),
+        silenced: Silenced::default(),
+    };
     let mut pending: VecDeque<Outbound> = VecDeque::new();
-    // R-MQTT.9/11: a broker-assigned ClientId is kept for later connections.
-    let mut client_id = cfg.client_id.clone();
     loop {
         let ended = connection(
             &cfg,
             &ctx,
-            &mut client_id,
+            &mut carried,
             &mut outbound,
             &mut pending,
-            &mut backoff,
             &shutdown,
         )
         .await;
@@ -342,7 +354,7 @@ pub(crate) async fn run(
         };
         tracing::info!(mtp = %ctx.name, %reason, "MQTT connection lost");
         ctx.down(reason).await;
-        let wait = tokio::time::sleep(backoff.next_wait());
+        let wait = tokio::time::sleep(carried.backoff.next_wait());
         tokio::pin!(wait);
         loop {
             tokio::select! {
@@ -365,13 +377,12 @@ fn keep(pending: &mut VecDeque<Outbound>, out: Outbound, ctx: &Ctx) {
 async fn connection(
     cfg: &MqttConfig,
     ctx: &Ctx,
-    client_id: &mut String,
+    carried: &mut Carried,
     outbound: &mut mpsc::Receiver<Outbound>,
     pending: &mut VecDeque<Outbound>,
-    backoff: &mut Backoff,
     shutdown: &CancellationToken,
 ) -> Ended {
-    let (client, mut lp, seen) = match connect(cfg, ctx, client_id) {
+    let (client, mut lp, seen) = match connect(cfg, ctx, &carried.client_id) {
         Ok(parts) => parts,
         Err(reason) => return Ended::Disabled(reason),
     };
@@ -380,12 +391,12 @@ async fn connection(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
-                drain(&client, &mut lp, &topics, ctx).await;
+                drain(&client, &mut lp, &topics, &carried.silenced, ctx).await;
                 return Ended::Shutdown;
             }
             Some(out) = outbound.recv() => {
                 if topics.ready() {
-                    send(&client, &topics, cfg, ctx, out);
+                    send(&client, &topics, &carried.silenced, cfg, ctx, out);
                 } else {
                     keep(pending, out, ctx);
                 }
@@ -397,12 +408,12 @@ async fn connection(
                 }
                 Ok(Incoming::ConnAck { refused: None, assigned_client_id, response_information, subscribe_topics }) => {
                     if let Some(id) = assigned_client_id {
-                        *client_id = id;
+                        carried.client_id = id;
                     }
-                    info.client_id = Some(if client_id.is_empty() && cfg.protocol_version == MqttVersion::V3_1_1 {
+                    info.client_id = Some(if carried.client_id.is_empty() && cfg.protocol_version == MqttVersion::V3_1_1 {
                         ctx.endpoint_id.clone()
                     } else {
-                        client_id.clone()
+                        carried.client_id.clone()
                     });
                     info.response_information = response_information.clone();
                     match topics.on_connack(response_information.as_deref(), &subscribe_topics) {
@@ -424,7 +435,7 @@ async fn connection(
                         return Ended::Failed(err.to_string());
                     }
                     let reply_to = topics.reply_to().unwrap_or_default().to_string();
-                    for c in topics.controllers() {
+                    for c in topics.controllers().iter().filter(|c| !carried.silenced.contains(&c.topic)) {
                         let record = records::connect(
                             &ConnectKind::Mqtt { version: cfg.protocol_version, subscribed_topic: reply_to.clone() },
                             &ctx.endpoint_id,
@@ -434,11 +445,11 @@ async fn connection(
                             tracing::warn!(mtp = %ctx.name, %err, "MQTTConnect not queued");
                         }
                     }
-                    backoff.reset();
+                    carried.backoff.reset();
                     info.reply_to = Some(reply_to);
                     ctx.up(info.clone()).await;
                     while let Some(out) = pending.pop_front() {
-                        send(&client, &topics, cfg, ctx, out);
+                        send(&client, &topics, &carried.silenced, cfg, ctx, out);
                     }
                 }
                 Ok(Incoming::Publish { topic, payload, response_topic, content_type }) => {
@@ -447,9 +458,15 @@ async fn connection(
                     }
                     let bytes = payload.to_vec();
                     let from = records::from_id(&bytes);
-                    let reply = topics
-                        .reply_topic(&topic, response_topic.as_deref(), from.as_deref())
-                        .unwrap_or_default();
+                    let reply = match topics.on_publish(&mut carried.silenced, &topic, response_topic.as_deref(), from.as_deref()) {
+                        Ok(reply) => reply.unwrap_or_default(),
+                        Err(err) => {
+                            // R-MQTT.26a: not answered; the sender hears nothing until it sends
+                            // a reply-to.
+                            tracing::error!(mtp = %ctx.name, %err, from_id = ?from, "Record dropped");
+                            continue;
+                        }
+                    };
                     let peer = seen
                         .as_ref()
                         .and_then(SeenCertificate::get)
@@ -464,7 +481,14 @@ async fn connection(
     }
 }
 
-fn send(client: &Client, topics: &Topics, cfg: &MqttConfig, ctx: &Ctx, out: Outbound) {
+fn send(
+    client: &Client,
+    topics: &Topics,
+    silenced: &Silenced,
+    cfg: &MqttConfig,
+    ctx: &Ctx,
+    out: Outbound,
+) {
     let Dest::Topic(dest) = out.dest else {
         tracing::warn!(mtp = %ctx.name, dest = ?out.dest, "not an MQTT destination; dropped");
         return;
@@ -473,15 +497,23 @@ fn send(client: &Client, topics: &Topics, cfg: &MqttConfig, ctx: &Ctx, out: Outb
         tracing::warn!(mtp = %ctx.name, "request had no reply-to and no controller topic matches; response dropped");
         return;
     }
+    if silenced.contains(&dest) {
+        tracing::warn!(mtp = %ctx.name, %dest, "controller's MQTT version does not match (R-MQTT.26a); record dropped");
+        return;
+    }
     if let Err(err) = client.publish(topics, &dest, cfg.publish_qos, out.bytes) {
         tracing::warn!(mtp = %ctx.name, %err, %dest, "PUBLISH not queued");
     }
 }
 
 /// R-MTP.7: Disconnect Records to every controller, then DISCONNECT, bounded by [`DRAIN`].
-async fn drain(client: &Client, lp: &mut Loop, topics: &Topics, ctx: &Ctx) {
+async fn drain(client: &Client, lp: &mut Loop, topics: &Topics, silenced: &Silenced, ctx: &Ctx) {
     if topics.ready() {
-        for c in topics.controllers() {
+        for c in topics
+            .controllers()
+            .iter()
+            .filter(|c| !silenced.contains(&c.topic))
+        {
             let bye = records::disconnect(&ctx.endpoint_id, &c.endpoint_id, "MTP stopped");
             let _ = client.publish(topics, &c.topic, 1, bye);
         }

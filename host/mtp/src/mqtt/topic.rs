@@ -1,8 +1,11 @@
 //! MQTT topic bookkeeping without I/O: which filters to SUBSCRIBE after CONNACK (R-MQTT.15),
 //! which exact topic the agent announces as its reply-to (R-MQTT.21), when publishing may start
 //! (only after a successful SUBACK, R-MQTT.17), where a response goes (Response Topic,
-//! `/reply-to=` suffix, or the controller's configured topic; R-MQTT.25/26), and how an outgoing
-//! PUBLISH carries the reply-to for each protocol version (R-MQTT.23/24).
+//! `/reply-to=` suffix, or the controller's configured topic; R-MQTT.25/26), how an outgoing
+//! PUBLISH carries the reply-to for each protocol version (R-MQTT.23/24), and which controllers
+//! are not written to after a protocol version mismatch (R-MQTT.26a).
+
+use std::collections::HashSet;
 
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
@@ -23,6 +26,30 @@ pub(crate) enum TopicError {
     /// The broker refused every subscription (R-MQTT.17).
     #[error("the broker refused every subscription")]
     SubscribeRefused,
+    /// R-MQTT.26a: a 3.1.1 PUBLISH without a `/reply-to=` suffix, most likely from a sender
+    /// speaking MQTT 5.0 whose Response Topic the 3.1.1 broker session cannot carry.
+    #[error(
+        "MQTT 3.1.1 PUBLISH on {topic:?} has no /reply-to= topic: the sender's MQTT version does not match"
+    )]
+    VersionMismatch {
+        /// The topic the PUBLISH came on.
+        topic: String,
+    },
+}
+
+/// R-MQTT.26a: the configured topics of controllers that sent a mismatched PUBLISH. Nothing is
+/// published to them until they send a PUBLISH with a reply-to again. Kept across broker
+/// connections: reconnecting fixes nothing on the controller's side.
+#[derive(Debug, Default)]
+pub(crate) struct Silenced {
+    topics: HashSet<String>,
+}
+
+impl Silenced {
+    /// Whether Records to `topic` are held back.
+    pub(crate) fn contains(&self, topic: &str) -> bool {
+        self.topics.contains(topic)
+    }
 }
 
 /// Topic state of one MQTT connection.
@@ -120,10 +147,42 @@ impl Topics {
         &self.controllers
     }
 
+    /// What to do with a received PUBLISH: where its response goes ([`Topics::reply_topic`]),
+    /// or, on a 3.1.1 connection without a `/reply-to=` suffix, a version mismatch that
+    /// silences the sender's configured topic (R-MQTT.26a). A PUBLISH with a reply-to from a
+    /// silenced controller lifts the silence: the mismatch is fixed.
+    pub(crate) fn on_publish(
+        &self,
+        silenced: &mut Silenced,
+        topic: &str,
+        response_topic: Option<&str>,
+        from_id: Option<&str>,
+    ) -> Result<Option<String>, TopicError> {
+        let own = from_id.and_then(|id| self.controller(id)).map(|c| &c.topic);
+        if self.version == MqttVersion::V3_1_1 && suffix_reply_to(topic).is_none() {
+            if let Some(own) = own {
+                silenced.topics.insert(own.clone());
+            }
+            return Err(TopicError::VersionMismatch {
+                topic: topic.to_string(),
+            });
+        }
+        if let Some(own) = own {
+            silenced.topics.remove(own);
+        }
+        Ok(self.reply_topic(topic, response_topic, from_id))
+    }
+
+    fn controller(&self, endpoint_id: &str) -> Option<&MqttController> {
+        self.controllers
+            .iter()
+            .find(|c| c.endpoint_id == endpoint_id)
+    }
+
     /// Where the response to a request goes: its Response Topic (5.0), else its `/reply-to=`
     /// suffix (3.1.1), else the configured topic of the controller named by `from_id`, or of the
     /// only controller. `None` when no return path is known.
-    pub(crate) fn reply_topic(
+    fn reply_topic(
         &self,
         topic: &str,
         response_topic: Option<&str>,
@@ -132,13 +191,10 @@ impl Topics {
         if let Some(t) = response_topic.filter(|t| is_exact(t)) {
             return Some(t.to_string());
         }
-        if let Some((_, encoded)) = topic.rsplit_once(REPLY_TO) {
-            let decoded = percent_decode_str(encoded).decode_utf8_lossy().into_owned();
-            if is_exact(&decoded) {
-                return Some(decoded);
-            }
+        if let Some(decoded) = suffix_reply_to(topic) {
+            return Some(decoded);
         }
-        let by_id = from_id.and_then(|id| self.controllers.iter().find(|c| c.endpoint_id == id));
+        let by_id = from_id.and_then(|id| self.controller(id));
         let only = match self.controllers.as_slice() {
             [one] => Some(one),
             _ => None,
@@ -158,6 +214,13 @@ impl Topics {
             (MqttVersion::V3_1_1, None) => (dest.to_string(), None),
         }
     }
+}
+
+/// The topic in a `/reply-to=` suffix of `topic`, if there is a usable one.
+fn suffix_reply_to(topic: &str) -> Option<String> {
+    let (_, encoded) = topic.rsplit_once(REPLY_TO)?;
+    let decoded = percent_decode_str(encoded).decode_utf8_lossy().into_owned();
+    is_exact(&decoded).then_some(decoded)
 }
 
 #[cfg(test)]
@@ -296,6 +359,70 @@ mod tests {
             t.reply_topic("usp/agent", None, None).as_deref(),
             Some("usp/c1")
         );
+    }
+
+    #[test]
+    fn v311_publish_without_reply_to_is_a_version_mismatch_that_silences_the_sender_until_fixed() {
+        let t = Topics::new(&config(MqttVersion::V3_1_1));
+        let mut silenced = Silenced::default();
+        assert_eq!(
+            t.on_publish(&mut silenced, "usp/agent", None, Some("proto::c2")),
+            Err(TopicError::VersionMismatch {
+                topic: "usp/agent".into()
+            })
+        );
+        assert!(silenced.contains("usp/c2"));
+        assert!(!silenced.contains("usp/c1"));
+        // A Response Topic cannot reach a 3.1.1 session; only the suffix counts.
+        assert!(
+            t.on_publish(
+                &mut silenced,
+                "usp/agent",
+                Some("ctrl/inbox"),
+                Some("proto::c2")
+            )
+            .is_err()
+        );
+        assert_eq!(
+            t.on_publish(
+                &mut silenced,
+                "usp/agent/reply-to=usp%2Fc2%2Fnew",
+                None,
+                Some("proto::c2")
+            ),
+            Ok(Some("usp/c2/new".to_string()))
+        );
+        assert!(
+            !silenced.contains("usp/c2"),
+            "a reply-to fixes the mismatch"
+        );
+    }
+
+    #[test]
+    fn v311_publish_without_reply_to_from_an_unknown_sender_silences_nobody() {
+        let t = Topics::new(&config(MqttVersion::V3_1_1));
+        let mut silenced = Silenced::default();
+        assert!(
+            t.on_publish(&mut silenced, "usp/agent", None, Some("proto::zz"))
+                .is_err()
+        );
+        assert!(
+            t.on_publish(&mut silenced, "usp/agent/reply-to=", None, None)
+                .is_err(),
+            "an empty reply-to is no reply-to"
+        );
+        assert!(silenced.topics.is_empty());
+    }
+
+    #[test]
+    fn v5_publish_without_response_topic_falls_back_to_the_controller_topic() {
+        let t = Topics::new(&config(MqttVersion::V5));
+        let mut silenced = Silenced::default();
+        assert_eq!(
+            t.on_publish(&mut silenced, "usp/agent", None, Some("proto::c1")),
+            Ok(Some("usp/c1".to_string()))
+        );
+        assert!(silenced.topics.is_empty());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! MQTT MTP against a real mosquitto: 5.0 and 3.1.1, TLS, reply-to handling, MQTTConnect,
+//! MQTT MTP against a real mosquitto: 5.0 and 3.1.1, TLS, reply-to handling (a 3.1.1 PUBLISH
+//! without one is a version mismatch, R-MQTT.26a), MQTTConnect,
 //! broker down at start, broker restarted mid-run, an unreachable second client, reconfiguration,
 //! malformed payloads. The controller side is a plain rumqttc client.
 
@@ -469,7 +470,17 @@ async fn mqtt_malformed_and_oversize_payloads_are_dropped() {
         )
         .await;
         let good = support::record(CONTROLLER, AGENT, b"good");
-        ctl.publish_bare(AGENT_TOPIC, good.clone()).await;
+        let good_topic = match version {
+            MqttVersion::V5 => AGENT_TOPIC.to_string(),
+            MqttVersion::V3_1_1 => {
+                // R-MQTT.26a: without a reply-to a 3.1.1 PUBLISH is a version mismatch and is
+                // dropped even though it holds a valid Record.
+                ctl.publish_bare(AGENT_TOPIC, support::record(CONTROLLER, AGENT, b"bare"))
+                    .await;
+                format!("{AGENT_TOPIC}/reply-to=usp%2Fcontroller")
+            }
+        };
+        ctl.publish_bare(&good_topic, good.clone()).await;
         let got = support::wait_for(&mut rx, "record", |e| match e {
             MtpEvent::Record(r) => Some(r.bytes.clone()),
             MtpEvent::Down { reason, .. } => panic!("{version:?}: connection lost: {reason}"),

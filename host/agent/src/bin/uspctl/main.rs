@@ -1,7 +1,7 @@
 //! `uspctl`: talks USP to a running agent. Finds the agent through the same `agent.toml` the
 //! agent runs with (`--config`) or a control-socket path (`--socket`), or reaches it over a
-//! network MTP as a Controller (`--ws <url>`, `--mqtt <host:port>` with `--agent-id`), sends one
-//! request, prints
+//! network MTP as a Controller (`--ws <url>`, `--mqtt <host:port>` or `--stomp <host:port>`
+//! with `--agent-id`), sends one request, prints
 //! the answer readably or as JSON (`--json`), and exits 1 when the answer holds a USP error
 //! (printed with its code and message), 2 when the agent could not be asked at all.
 //!
@@ -23,7 +23,7 @@ use clap::{Args, Parser, Subcommand};
 use usp_agent::config::Config;
 use usp_proto::usp;
 
-use usp_mtp::controller::{Endpoint, MqttEndpoint, WsEndpoint};
+use usp_mtp::controller::{Endpoint, MqttEndpoint, StompEndpoint, WsEndpoint};
 
 use crate::transport::{ControlSocket, Remote, Transport};
 
@@ -48,7 +48,7 @@ struct Cli {
     command: Command,
 }
 
-/// Where the agent is: exactly one of `--config`, `--socket`, `--ws`, `--mqtt`.
+/// Where the agent is: exactly one of `--config`, `--socket`, `--ws`, `--mqtt`, `--stomp`.
 #[derive(Args)]
 #[group(required = true, multiple = false)]
 struct TargetArgs {
@@ -65,9 +65,13 @@ struct TargetArgs {
     /// `--agent-topic`.
     #[arg(long, global = true, requires_all = ["agent_id", "agent_topic"])]
     mqtt: Option<String>,
+    /// A STOMP broker (`host:port`) the agent listens on; needs `--agent-id` and
+    /// `--agent-dest`.
+    #[arg(long, global = true, requires_all = ["agent_id", "agent_dest"])]
+    stomp: Option<String>,
 }
 
-/// Network MTP details (with `--ws` or `--mqtt`).
+/// Network MTP details (with `--ws`, `--mqtt` or `--stomp`).
 #[derive(Args)]
 struct RemoteArgs {
     /// The agent's Endpoint ID.
@@ -79,6 +83,21 @@ struct RemoteArgs {
     /// The MQTT topic uspctl receives answers on (default `uspctl/<pid>`).
     #[arg(long, global = true)]
     own_topic: Option<String>,
+    /// The STOMP destination the agent subscribes to.
+    #[arg(long, global = true)]
+    agent_dest: Option<String>,
+    /// The STOMP destination uspctl receives answers on (default `/queue/uspctl-<pid>`).
+    #[arg(long, global = true)]
+    own_dest: Option<String>,
+    /// The STOMP `login` (broker user name).
+    #[arg(long, global = true)]
+    stomp_login: Option<String>,
+    /// The STOMP `passcode`, with `--stomp-login`.
+    #[arg(long, global = true, requires = "stomp_login")]
+    stomp_passcode: Option<String>,
+    /// The STOMP virtual host (`host` header).
+    #[arg(long, global = true, default_value = "/")]
+    stomp_vhost: String,
 }
 
 #[derive(Subcommand)]
@@ -200,16 +219,31 @@ fn host_port(text: &str) -> anyhow::Result<(&str, u16)> {
     Ok((host, port))
 }
 
+/// The `--stomp` endpoint from the broker address and the STOMP arguments.
+fn stomp_endpoint(broker: &str, remote: &RemoteArgs) -> anyhow::Result<StompEndpoint> {
+    let (host, port) = host_port(broker)?;
+    let own_dest = remote
+        .own_dest
+        .clone()
+        .unwrap_or_else(|| format!("/queue/uspctl-{}", std::process::id()));
+    let agent_dest = remote.agent_dest.as_deref().unwrap_or_default();
+    let mut endpoint = StompEndpoint::new(host, port, agent_dest, &own_dest);
+    endpoint.login = remote.stomp_login.clone();
+    endpoint.passcode = remote.stomp_passcode.clone();
+    endpoint.virtual_host = remote.stomp_vhost.clone();
+    Ok(endpoint)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     let msg_id = format!("uspctl-{}", std::process::id());
     let request = cli.command.to_msg(&msg_id)?;
     let timeout = Duration::from_secs(cli.timeout);
     let target = &cli.target;
-    let reply = if target.ws.is_some() || target.mqtt.is_some() {
+    let reply = if target.ws.is_some() || target.mqtt.is_some() || target.stomp.is_some() {
         let agent_id = cli.remote.agent_id.as_deref().unwrap_or_default();
-        let endpoint = match (&target.ws, &target.mqtt) {
-            (Some(url), _) => Endpoint::WebSocket(WsEndpoint { url: url.clone() }),
-            (None, Some(broker)) => {
+        let endpoint = match (&target.ws, &target.mqtt, &target.stomp) {
+            (Some(url), _, _) => Endpoint::WebSocket(WsEndpoint { url: url.clone() }),
+            (None, Some(broker), _) => {
                 let (host, port) = host_port(broker)?;
                 let own_topic = cli
                     .remote
@@ -219,7 +253,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 let agent_topic = cli.remote.agent_topic.as_deref().unwrap_or_default();
                 Endpoint::Mqtt(MqttEndpoint::new(host, port, agent_topic, &own_topic))
             }
-            (None, None) => anyhow::bail!("give --ws or --mqtt"),
+            (None, None, Some(broker)) => Endpoint::Stomp(stomp_endpoint(broker, &cli.remote)?),
+            (None, None, None) => anyhow::bail!("give --ws, --mqtt or --stomp"),
         };
         let mut remote = Remote::connect(&cli.controller_id, agent_id, endpoint, timeout).await?;
         remote.exchange(&request, timeout).await?

@@ -1,6 +1,6 @@
 //! How uspctl reaches an agent. [`Transport`] carries one request Msg to the agent and returns
 //! the Msg that answers it. The control socket is the local transport (trusted, full access);
-//! [`Remote`] goes over a network MTP (`--ws`, `--mqtt`) as a Controller the agent must know.
+//! [`Remote`] goes over a network MTP (`--ws`, `--mqtt`, `--stomp`) as a Controller the agent must know.
 
 use std::path::Path;
 use std::time::Duration;
