@@ -171,6 +171,23 @@ fn bundled_plugins_serve_their_subtrees() {
     }
     let total = agent.value("Device.DeviceInfo.MemoryStatus.Total");
     assert!(total.parse::<u64>().is_ok_and(|kib| kib > 0), "{total}");
+    // This machine's interfaces, as `ip link` lists them, read by the sandboxed network plugin.
+    let interfaces = agent.ok(&["get", "Device.IP.Interface."]);
+    let names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.is_empty());
+    for name in &names {
+        assert!(
+            interfaces.contains(&format!(".Name => {name}\n")),
+            "interface {name} missing in:\n{interfaces}"
+        );
+    }
+    assert!(
+        interfaces.contains(".IPv4Address.1.IPAddress => 127.0.0.1"),
+        "{interfaces}"
+    );
 }
 
 #[test]

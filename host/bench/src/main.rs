@@ -93,7 +93,10 @@ async fn main() -> anyhow::Result<()> {
             print(cli.json, &report, load::LoadReport::line)?;
             // An error answer is not a measurement of what was asked for: the run fails.
             if report.failures > 0 {
-                anyhow::bail!("{} of the requests were answered with an error", report.failures);
+                anyhow::bail!(
+                    "{} of the requests were answered with an error",
+                    report.failures
+                );
             }
             Ok(())
         }
