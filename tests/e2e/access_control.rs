@@ -12,7 +12,9 @@ use usp_codec::usp_proto::usp::response::RespType;
 use usp_codec::usp_proto::usp::{self, add, set};
 use usp_mtp::controller::{ControllerClient, ControllerOptions, Endpoint, WsEndpoint};
 
-use crate::mtp::harness::{AGENT_ID, Agent, CONTROLLER, Setup, bounded};
+use crate::mtp::expect;
+use crate::mtp::harness::{AGENT_ID, Agent, CONTROLLER, STRANGER, Setup, bounded};
+use crate::mtp::peer::{Link, UdsLink, WsLink, get_record, recv_msg};
 
 /// A WebSocket controller session with the test agent.
 pub async fn ws_client(agent: &Agent) -> anyhow::Result<ControllerClient> {
@@ -217,6 +219,68 @@ async fn tp_2_18_operate_without_execute_permission_is_a_command_failure() -> an
             &[("ID", "still-up"), ("NotifType", "ValueChange")],
         )
         .await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mtp_role_serves_an_endpoint_that_is_not_a_controller_over_that_mtp_only()
+-> anyhow::Result<()> {
+    bounded(async {
+        let agent = Agent::start(Setup {
+            uds_role: Some("Device.LocalAgent.ControllerTrust.Role.1"),
+            ..Setup::default()
+        })
+        .await?;
+        // Over the UDS MTP the stranger holds the role the MTP grants.
+        let mut uds = UdsLink::connect(&agent.uds_path(), STRANGER).await?;
+        uds.recv().await?;
+        uds.send(get_record(
+            STRANGER,
+            AGENT_ID,
+            "uds-role",
+            "Device.LocalAgent.EndpointID",
+        ))
+        .await?;
+        let (to, answer) = recv_msg(&mut uds).await?;
+        assert_eq!(to, STRANGER);
+        assert_eq!(expect::param(&answer, "uds-role", "EndpointID")?, AGENT_ID);
+        // Over WebSocket it is still nobody: its Get is dropped, so the Controller's Get sent
+        // after it on another session is the first answer anything receives.
+        let mut stranger = WsLink::connect(agent.ws_port, STRANGER, None).await?;
+        stranger
+            .send(get_record(
+                STRANGER,
+                AGENT_ID,
+                "ws-stranger",
+                "Device.LocalAgent.EndpointID",
+            ))
+            .await?;
+        let client = ws_client(&agent).await?;
+        let answer = client
+            .request(ReqType::Get(usp::Get {
+                param_paths: vec!["Device.LocalAgent.EndpointID".to_string()],
+                max_depth: 0,
+            }))
+            .await?;
+        anyhow::ensure!(
+            matches!(
+                answer.body.and_then(|b| b.msg_body),
+                Some(MsgBody::Response(_))
+            ),
+            "the Controller was not answered"
+        );
+        // Connect records may arrive; a USP Msg must not.
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            recv_msg(&mut stranger),
+        )
+        .await;
+        anyhow::ensure!(
+            answered.is_err(),
+            "the stranger was answered over WebSocket: {answered:?}"
+        );
         Ok(())
     })
     .await

@@ -15,7 +15,7 @@
 //! - `tls`: R-SEC.0a.
 
 mod broker;
-mod expect;
+pub(crate) mod expect;
 mod faults;
 pub(crate) mod harness;
 pub(crate) mod peer;

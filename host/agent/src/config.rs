@@ -6,6 +6,7 @@
 //! only holds what the device integrator decides: identity, where state lives, limits, and the
 //! commands behind `Device.Reboot()` and `Device.FactoryReset()`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -55,6 +56,9 @@ pub struct Config {
     /// `[plugins]`: where WebAssembly data-model plugins are loaded from.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// `[access]`: roles granted by the MTP a Record arrives on.
+    #[serde(default)]
+    pub access: AccessConfig,
     /// `[[mtp]]`: the message transports (MQTT, STOMP, WebSocket, UDS), each with a unique
     /// `name` and a `protocol`; see `usp_mtp::MtpConfig`. Default: none (local CLI only).
     #[serde(default)]
@@ -62,6 +66,25 @@ pub struct Config {
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     base_dir: PathBuf,
+}
+
+/// `[access]`: roles that come from how an endpoint reaches the agent rather than from its
+/// `Device.LocalAgent.Controller.{i}.AssignedRole` (TR-369's inherited roles).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// MTP name → `Device.LocalAgent.ControllerTrust.Role.{i}` references granted to every
+    /// Record that arrives over that MTP, on top of the sender's own roles. An endpoint that is
+    /// not a Controller is served with only these roles there (a local UDS role, say) instead
+    /// of being dropped. Default: none.
+    pub mtp_roles: BTreeMap<String, Vec<String>>,
+}
+
+impl AccessConfig {
+    /// The roles the named MTP grants (none for an MTP without an entry).
+    pub fn mtp_roles(&self, mtp: &str) -> &[String] {
+        self.mtp_roles.get(mtp).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// `[agent]`.
@@ -267,6 +290,22 @@ impl Config {
                 reason: "must not be empty".to_string(),
             });
         }
+        for (mtp, roles) in &self.access.mtp_roles {
+            if !self.mtp.iter().any(|configured| configured.name == *mtp) {
+                return Err(ConfigError::Invalid {
+                    key: "access.mtp_roles",
+                    reason: format!("no [[mtp]] is named {mtp:?}"),
+                });
+            }
+            if let Some(role) = roles.iter().find(|role| !is_role_reference(role)) {
+                return Err(ConfigError::Invalid {
+                    key: "access.mtp_roles",
+                    reason: format!(
+                        "{role:?} (MTP {mtp:?}) is not a Device.LocalAgent.ControllerTrust.Role.{{i}} reference"
+                    ),
+                });
+            }
+        }
         for (key, argv) in [
             ("commands.reboot", &self.commands.reboot),
             ("commands.factory_reset", &self.commands.factory_reset),
@@ -371,6 +410,13 @@ impl Config {
     }
 }
 
+/// `Device.LocalAgent.ControllerTrust.Role.<n>`, optionally with the trailing dot.
+fn is_role_reference(text: &str) -> bool {
+    text.strip_prefix("Device.LocalAgent.ControllerTrust.Role.")
+        .map(|rest| rest.strip_suffix('.').unwrap_or(rest))
+        .is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,
@@ -378,6 +424,45 @@ impl Config {
 )]
 mod tests {
     use super::*;
+
+    const UDS_MTP: &str = "[[mtp]]\nname = \"uds\"\nprotocol = \"uds\"\npath = \"usp.sock\"\n";
+
+    #[test]
+    fn mtp_roles_grant_roles_to_the_named_mtp_only() {
+        let config = Config::from_toml(
+            &format!(
+                "[access]\nmtp_roles = {{ uds = [\"Device.LocalAgent.ControllerTrust.Role.2\"] }}\n{UDS_MTP}"
+            ),
+            ".",
+        )
+        .unwrap();
+        assert_eq!(
+            config.access.mtp_roles("uds"),
+            ["Device.LocalAgent.ControllerTrust.Role.2"]
+        );
+        assert!(config.access.mtp_roles("ws").is_empty());
+    }
+
+    #[test]
+    fn mtp_roles_for_an_unknown_mtp_are_rejected_naming_it() {
+        let err = Config::from_toml(
+            "[access]\nmtp_roles = { uds = [\"Device.LocalAgent.ControllerTrust.Role.1\"] }\n",
+            ".",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("access.mtp_roles"), "{err}");
+        assert!(err.to_string().contains("\"uds\""), "{err}");
+    }
+
+    #[test]
+    fn mtp_roles_that_are_not_role_references_are_rejected() {
+        let err = Config::from_toml(
+            &format!("[access]\nmtp_roles = {{ uds = [\"Role.1\"] }}\n{UDS_MTP}"),
+            ".",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("\"Role.1\""), "{err}");
+    }
 
     #[test]
     fn empty_file_gives_documented_defaults() {

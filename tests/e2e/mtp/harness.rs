@@ -213,6 +213,8 @@ pub struct Setup {
     pub stomp: Option<u16>,
     /// TLS for the WebSocket server (with a trust store, client certificates are required).
     pub ws_tls: Option<WsTls>,
+    /// A role reference `[access] mtp_roles` grants to every Record over the UDS MTP.
+    pub uds_role: Option<&'static str>,
 }
 
 /// TLS files of the WebSocket server.
@@ -289,6 +291,9 @@ impl Agent {
                  server_retry_interval_multiplier = 1000\nserver_retry_max_interval = 2\n\
                  [[mtp.controllers]]\nendpoint_id = \"{CONTROLLER}\"\ndestination = \"{CONTROLLER_DEST}\"\n"
             );
+        }
+        if let Some(role) = setup.uds_role {
+            config += &format!("\n[access]\nmtp_roles = {{ uds = [\"{role}\"] }}\n");
         }
         let config_path = dir.path().join("agent.toml");
         std::fs::write(&config_path, config)?;

@@ -205,8 +205,15 @@ impl Actor {
             return None;
         }
         let trust = self.trust.current();
+        let mtp_roles = self.config.access.mtp_roles(reply.mtp());
         let role = match find_controller(&self.tables, from_id).await {
-            Some(known) => known.role,
+            Some(mut known) => {
+                known.role.references.extend_from_slice(mtp_roles);
+                known.role
+            }
+            None if !mtp_roles.is_empty() => Role {
+                references: mtp_roles.to_vec(),
+            },
             None if self.config.agent.serve_untrusted => Role {
                 references: trust.untrusted_roles().to_vec(),
             },
