@@ -18,9 +18,6 @@ pub use crate::config::MqttVersion;
 /// The Content Type of a USP Record (R-MQTT.27).
 const CONTENT_TYPE: &str = "usp.msg";
 
-/// Unacknowledged QoS 1 PUBLISHes at a time (MQTT 5; the broker may lower it further).
-const MAX_INFLIGHT: u16 = 256;
-
 /// Requests buffered between the publishing task and rumqttc's event loop.
 const REQUEST_CAPACITY: usize = 256;
 
@@ -158,9 +155,7 @@ pub(super) async fn open(
 }
 
 fn build(endpoint: &MqttEndpoint, controller_id: &str) -> (Client, Loop) {
-    let mut network = rumqttc::NetworkOptions::new();
-    // Small Records in both directions: Nagle's algorithm would only add latency.
-    network.set_tcp_nodelay(true);
+    let network = crate::mqtt::network_options();
     match endpoint.version {
         MqttVersion::V3_1_1 => {
             let id = if endpoint.client_id.is_empty() {
@@ -185,7 +180,7 @@ fn build(endpoint: &MqttEndpoint, controller_id: &str) -> (Client, Loop) {
                 .set_max_packet_size(Some(MAX_PACKET))
                 .set_request_channel_capacity(REQUEST_CAPACITY)
                 // Unset, rumqttc sizes its in-flight table for 65 535 PUBLISHes (13 MB).
-                .set_outgoing_inflight_upper_limit(MAX_INFLIGHT)
+                .set_outgoing_inflight_upper_limit(crate::mqtt::MAX_INFLIGHT)
                 .set_user_properties(vec![(
                     "usp-endpoint-id".to_string(),
                     controller_id.to_string(),

@@ -37,7 +37,7 @@ const PENDING_LIMIT: usize = 256;
 const REQUEST_CAPACITY: usize = 64;
 
 /// Unacknowledged QoS 1 PUBLISHes at a time (MQTT 5; the broker may lower it further).
-const MAX_INFLIGHT: u16 = 256;
+pub(crate) const MAX_INFLIGHT: u16 = 256;
 
 /// How long a stopping MTP waits for its Disconnect Records and DISCONNECT to be written.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -161,9 +161,10 @@ fn connect(
     }
 }
 
-/// Records are small and each answer is awaited by its controller: Nagle's algorithm would hold
-/// every answer back for the broker's delayed ACK (40 ms per request on Linux).
-fn network_options() -> rumqttc::NetworkOptions {
+/// Records are small and each answer is awaited by its peer: Nagle's algorithm would hold every
+/// Record back for the broker's delayed ACK (40 ms per request on Linux). Shared with the
+/// controller client.
+pub(crate) fn network_options() -> rumqttc::NetworkOptions {
     let mut network = rumqttc::NetworkOptions::new();
     network.set_tcp_nodelay(true);
     network
