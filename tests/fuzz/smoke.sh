@@ -1,6 +1,7 @@
 #!/bin/sh
 # Runs every fuzz target for a short time (default 20 s each) from its committed corpus, for CI.
-# New inputs go to a temporary directory, so the committed corpus is left as it is.
+# New inputs go to a temporary directory, so the committed corpus is left as it is. The seed is
+# fixed so that a failure in CI can be replayed; long exploratory runs are in README.md.
 # Usage: tests/fuzz/smoke.sh [seconds-per-target]
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --locked`).
 set -eu
@@ -15,8 +16,10 @@ for target in $(cargo +nightly fuzz list --fuzz-dir .); do
     mkdir -p "$scratch/$target" "corpus/$target"
     echo "== $target ($secs s)"
     if ! cargo +nightly fuzz run --fuzz-dir . -s none --features agent "$target" "$scratch/$target" "corpus/$target" -- \
-        -max_total_time="$secs" -max_len=4096 >"$scratch/$target.log" 2>&1; then
-        tail -n 40 "$scratch/$target.log" >&2
+        -seed=1 -max_total_time="$secs" -max_len=4096 >"$scratch/$target.log" 2>&1; then
+        # The failing input's Debug dump can fill the tail on its own: show the panic first.
+        grep -m 5 -A 3 'panicked at' "$scratch/$target.log" | cut -c 1-2000 >&2 || true
+        tail -n 40 "$scratch/$target.log" | cut -c 1-2000 >&2
         echo "fuzz target $target failed: see tests/fuzz/artifacts/$target" >&2
         exit 1
     fi
