@@ -160,6 +160,21 @@ fn unix_now() -> i64 {
         })
 }
 
+/// The `subscription_id` of a Notify sent for a subscription (an OnBoardRequest has none).
+fn subscription_of(msg: &usp::Msg) -> Option<&str> {
+    let Some(usp::body::MsgBody::Request(request)) =
+        msg.body.as_ref().and_then(|body| body.msg_body.as_ref())
+    else {
+        return None;
+    };
+    match &request.req_type {
+        Some(usp::request::ReqType::Notify(notify)) if !notify.subscription_id.is_empty() => {
+            Some(&notify.subscription_id)
+        }
+        _ => None,
+    }
+}
+
 /// The row (`…Subscription.3.`) a path under the Subscription table belongs to.
 fn subscription_row(path: &str) -> Option<String> {
     let rest = path.strip_prefix(SUBSCRIPTION_TABLE)?;
@@ -210,6 +225,62 @@ impl Notifier {
     }
 
     fn refresh(&mut self, row: &str) {
+        let before = self
+            .index
+            .get(row)
+            .map(|old| (old.recipient.clone(), old.id.clone()));
+        self.reindex(row);
+        if let Some((recipient, id)) = before {
+            let still_retrying = self
+                .index
+                .get(row)
+                .is_some_and(|now| now.recipient == recipient && now.id == id && now.notif_retry);
+            if !still_retrying {
+                self.forget_notifys_of(&recipient, &id);
+            }
+        }
+    }
+
+    /// Forgets a deleted or expired subscription row, and the retries of its Notifys.
+    fn unindex(&mut self, row: &str) {
+        self.expires.remove(row);
+        if let Some(gone) = self.index.remove(row) {
+            self.forget_notifys_of(&gone.recipient, &gone.id);
+        }
+    }
+
+    /// Stops retrying the Notifys of a subscription that was deleted, disabled, re-addressed or
+    /// told not to retry: nobody asked for them any more.
+    fn forget_notifys_of(&mut self, recipient: &str, subscription_id: &str) {
+        let orphans: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, pending)| {
+                pending.out.recipient == recipient
+                    && subscription_of(&pending.out.msg) == Some(subscription_id)
+            })
+            .map(|(msg_id, _)| msg_id.clone())
+            .collect();
+        for msg_id in orphans {
+            tracing::debug!(
+                msg_id,
+                subscription_id,
+                "retries stopped: the subscription is gone"
+            );
+            self.stop_retrying(&msg_id);
+        }
+    }
+
+    /// Whether a retrying subscription `(recipient, id)` exists.
+    fn retrying_subscription(&self, recipient: &str, subscription_id: &str) -> bool {
+        self.index.iter().any(|subscription| {
+            subscription.recipient == recipient
+                && subscription.id == subscription_id
+                && subscription.notif_retry
+        })
+    }
+
+    fn reindex(&mut self, row: &str) {
         let tables = &self.tables;
         let parsed = Subscription::from_row(row, |name| tables.value(&format!("{row}{name}")));
         self.expires.remove(row);
@@ -305,6 +376,13 @@ impl Notifier {
                     continue;
                 }
             };
+            if let Some(id) = subscription_of(&msg)
+                && !self.retrying_subscription(&notify.recipient, id)
+            {
+                tracing::info!(msg_id = %notify.msg_id, "stored Notify dropped: its subscription is gone");
+                self.journal.insert(notify.msg_id, None);
+                continue;
+            }
             let value = |name: &str| self.tables.value(&format!("{}.{name}", notify.recipient));
             let policy = RetryPolicy::from_values(
                 value("USPNotifRetryMinimumWaitInterval").as_deref(),
@@ -559,8 +637,7 @@ impl Notifier {
                 if let Some(row) = subscription_row(path)
                     && row == *path
                 {
-                    self.index.remove(&row);
-                    self.expires.remove(&row);
+                    self.unindex(&row);
                 }
                 let subscriptions = self.matching(dm, NotifType::ObjectDeletion, path).await;
                 let path = path.clone();
@@ -754,8 +831,7 @@ impl Notifier {
             .map(|(row, _)| row.clone())
             .collect();
         for row in expired {
-            self.expires.remove(&row);
-            self.index.remove(&row);
+            self.unindex(&row);
             if let Err(error) = self.tables.delete_instance(&row) {
                 tracing::warn!(%error, row, "could not delete an expired subscription");
             }
@@ -1526,6 +1602,64 @@ mod tests {
         next.on_notify_resp(&msg_id(kept));
         assert_eq!(next.take_journal(), (vec![], vec![msg_id(kept)]));
         assert_eq!(next.awaiting_response(), 0);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_when_their_subscription_is_deleted_disabled_or_stops_retrying() {
+        let mut fx = Fx::new(FULL).await;
+        let reference = "Device.LocalAgent.Controller.1.ProvisioningCode";
+        let retry = [("NotifRetry", "true"), ("Persistent", "true")];
+        for id in ["deleted", "disabled", "quiet", "kept"] {
+            fx.subscribe(id, "ValueChange", reference, &retry).await;
+        }
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "x")
+            .await;
+        assert_eq!(fx.pump(Instant::now()).await.len(), 4);
+        assert_eq!(fx.notifier.awaiting_response(), 4);
+        fx.notifier.take_journal();
+
+        let row = |id: &str| format!("{SUBSCRIPTION_TABLE}[ID==\"{id}\"].");
+        fx.set(&row("disabled"), "Enable", "false").await;
+        fx.set(&row("quiet"), "NotifRetry", "false").await;
+        let resolution = fx.dm.resolve_str(&row("deleted")).await.unwrap();
+        let mut tx = fx.dm.begin();
+        tx.delete(&resolution.objects[0]).await.unwrap();
+        tx.commit().await.unwrap();
+        fx.pump(Instant::now()).await;
+
+        assert_eq!(fx.notifier.awaiting_response(), 1);
+        let (saved, removed) = fx.notifier.take_journal();
+        assert!(saved.is_empty());
+        assert_eq!(removed.len(), 3, "the store forgets them too");
+        let later = Instant::now() + Duration::from_secs(3600);
+        let retried = fx.notifier.due(&fx.dm, later).await;
+        assert_eq!(retried.len(), 1);
+        assert_eq!(notify_of(&retried[0]).subscription_id, "kept");
+    }
+
+    #[tokio::test]
+    async fn stored_notifys_of_a_subscription_deleted_meanwhile_are_dropped() {
+        let mut fx = Fx::new(FULL).await;
+        let reference = "Device.LocalAgent.Controller.1.ProvisioningCode";
+        let retry = [("NotifRetry", "true"), ("Persistent", "true")];
+        fx.subscribe("gone", "ValueChange", reference, &retry).await;
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "x")
+            .await;
+        let sent = fx.pump(Instant::now()).await;
+        let (saved, _) = fx.notifier.take_journal();
+        assert_eq!(saved.len(), 1);
+        // The row goes while the agent is down: the next run must not resend its Notify.
+        let row = format!("{SUBSCRIPTION_TABLE}[ID==\"gone\"].");
+        let resolution = fx.dm.resolve_str(&row).await.unwrap();
+        fx.tables
+            .delete_instance(&resolution.objects[0].path)
+            .unwrap();
+
+        let mut next = Notifier::new(fx.tables.clone(), fx.notifier.trust.clone());
+        next.load().await;
+        next.restore(saved, Instant::now());
+        assert_eq!(next.awaiting_response(), 0);
+        assert_eq!(next.take_journal(), (vec![], vec![msg_id(&sent[0])]));
     }
 
     #[tokio::test]
