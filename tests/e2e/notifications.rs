@@ -15,9 +15,9 @@ use usp_codec::usp_proto::usp::response::RespType;
 use usp_codec::usp_proto::usp::{self, add, set};
 use usp_mtp::controller::{AgentEvent, ControllerClient, ControllerOptions, Endpoint, WsEndpoint};
 
-use crate::access_control::add as add_instance;
+use crate::access_control::{add as add_instance, set as set_params};
 use crate::mtp::harness::{AGENT_ID, Agent, CONTROLLER, Setup, bounded};
-use crate::mtp::peer::{Link, WsLink, recv_msg};
+use crate::mtp::peer::{Link, UdsLink, WsLink, recv_msg};
 
 /// The longest a Notify may take after the change that triggers it.
 const PROMPT: Duration = Duration::from_secs(1);
@@ -127,7 +127,7 @@ pub async fn exchange(
 /// The next Notify on the raw link within `limit`, with its arrival time and msg_id. Other
 /// Msgs are skipped.
 pub async fn wait_notify(
-    link: &mut WsLink,
+    link: &mut impl Link,
     limit: Duration,
 ) -> anyhow::Result<(Instant, String, usp::Notify)> {
     let deadline = tokio::time::Instant::now() + limit;
@@ -273,6 +273,69 @@ async fn tp_1_54_unanswered_notify_is_retried_in_the_spec_windows() -> anyhow::R
             answer.body.and_then(|body| body.msg_body),
             Some(MsgBody::Response(_))
         ));
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifys_take_the_controllers_mtp_rows_in_order_before_its_last_session()
+-> anyhow::Result<()> {
+    bounded(async {
+        let agent = Agent::start(Setup::default()).await?;
+        let (client, mut events) = client_with_events(&agent).await?;
+        let mut uds = UdsLink::connect(&agent.uds_path(), CONTROLLER).await?;
+        uds.recv().await?;
+        let row = add_instance(
+            &client,
+            "Device.LocalAgent.Controller.1.MTP.",
+            &[("Enable", "true"), ("Protocol", "UDS"), ("Order", "1")],
+        )
+        .await?;
+        add_instance(
+            &client,
+            "Device.LocalAgent.Subscription.",
+            &[
+                ("Enable", "true"),
+                ("ID", "routed"),
+                ("NotifType", "ValueChange"),
+                (
+                    "ReferenceList",
+                    "Device.LocalAgent.Controller.1.ProvisioningCode",
+                ),
+            ],
+        )
+        .await?;
+        // The Controller's requests come over WebSocket, but its MTP.1 row says UDS.
+        set_params(
+            &client,
+            "Device.LocalAgent.Controller.1.",
+            &[("ProvisioningCode", "over-uds")],
+        )
+        .await?;
+        let (_, _, notify) = wait_notify(&mut uds, PROMPT + Duration::from_secs(2)).await?;
+        assert_eq!(notify.subscription_id, "routed");
+        let Some(Notification::ValueChange(change)) = notify.notification else {
+            bail!("not a ValueChange: {notify:?}");
+        };
+        assert_eq!(change.param_value, "over-uds");
+
+        // With the UDS row disabled, the session the requests came on is the way.
+        set_params(&client, &row, &[("Enable", "false")]).await?;
+        set_params(
+            &client,
+            "Device.LocalAgent.Controller.1.",
+            &[("ProvisioningCode", "over-ws")],
+        )
+        .await?;
+        let notify = next_notify(&mut events, PROMPT + Duration::from_secs(2)).await?;
+        let Some(Notification::ValueChange(change)) = notify.notification else {
+            bail!("not a ValueChange: {notify:?}");
+        };
+        assert_eq!(
+            change.param_value, "over-ws",
+            "the first Notify went over UDS only"
+        );
         Ok(())
     })
     .await

@@ -22,6 +22,7 @@ use usp_mtp::{ControllerTarget, MtpEvent, Mtps, PeerAuth, ReplyPath, TransportCo
 use super::Exit;
 use super::access::{RbacAccess, find_controller};
 use super::hooks::Hooks;
+use super::routing::{self, Links, Route};
 use crate::boot::{self, BootCause};
 use crate::builtin::device::DeviceAction;
 use crate::config::Config;
@@ -59,9 +60,11 @@ pub(crate) struct Actor {
     pub pending: Arc<Mutex<Vec<StoredChange>>>,
     /// Subscriptions, pending Notify retries and timers; fed every change, sends nothing itself.
     pub notifier: Notifier,
-    /// The last reply path of each Controller (by Endpoint ID): where its Notifys go (a
-    /// WebSocket session, an MQTT reply-to topic), before the configured MQTT controller topics.
+    /// The last reply path of each Controller (by Endpoint ID): where its Notifys go when none
+    /// of its `MTP.{j}` rows is usable (see [`routing`]).
     pub routes: HashMap<String, ReplyPath>,
+    /// Which MTPs are up and which peers hold sessions on them.
+    pub links: Links,
 }
 
 /// The channels the actor listens on.
@@ -129,6 +132,7 @@ impl Actor {
     }
 
     async fn on_mtp_event(&mut self, event: MtpEvent) {
+        self.links.on_event(&event);
         match event {
             MtpEvent::Record(record) => {
                 let origin = Origin::Mtp {
@@ -144,6 +148,13 @@ impl Actor {
             }
             MtpEvent::PeerDisconnected { mtp, endpoint_id } => {
                 tracing::info!(%mtp, peer = %endpoint_id, "peer disconnected");
+                if self
+                    .routes
+                    .get(&endpoint_id)
+                    .is_some_and(|reply| reply.mtp() == mtp)
+                {
+                    self.routes.remove(&endpoint_id);
+                }
             }
         }
     }
@@ -292,13 +303,21 @@ impl Actor {
     async fn send_notifys(&self, outbound: Vec<Outbound>) {
         for out in outbound {
             let bytes = Record::for_msg(&self.endpoint_id, &out.endpoint_id, &out.msg).encode();
-            let sent = if let Some(reply) = self.routes.get(&out.endpoint_id) {
-                self.mtps.send(reply, bytes).await
-            } else if let Some(target) = self.configured_target(&out.endpoint_id) {
-                self.mtps.send_to_controller(&target, bytes).await
-            } else {
-                tracing::debug!(to = %out.endpoint_id, "no route to the Controller yet; Notify not sent");
-                continue;
+            let rows = routing::controller_mtps(&self.tables, &out.recipient).await;
+            let route = routing::choose(
+                &rows,
+                &out.endpoint_id,
+                &self.links,
+                self.routes.get(&out.endpoint_id),
+                self.configured_target(&out.endpoint_id),
+            );
+            let sent = match route {
+                Some(Route::Reply(reply)) => self.mtps.send(&reply, bytes).await,
+                Some(Route::Target(target)) => self.mtps.send_to_controller(&target, bytes).await,
+                None => {
+                    tracing::debug!(to = %out.endpoint_id, "no route to the Controller yet; Notify not sent");
+                    continue;
+                }
             };
             if let Err(error) = sent {
                 tracing::warn!(%error, to = %out.endpoint_id, "could not send a Notify");

@@ -6,6 +6,7 @@
 //! - `access`: Controller lookup and the RBAC adapter.
 //! - `hooks`: what the agent does for the message handlers (Request rows, Subscription fill).
 //! - `plugins`: the WebAssembly plugins registered at start.
+//! - `routing`: which way a Notify goes to a Controller (its `MTP.{j}` rows in order).
 
 pub mod actor;
 
@@ -13,6 +14,7 @@ mod access;
 mod hooks;
 #[cfg(feature = "plugins")]
 mod plugins;
+mod routing;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -160,6 +162,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         Ok(stored) => notifier.restore(stored, Instant::now()),
         Err(error) => tracing::error!(%error, "could not read the pending Notifys"),
     }
+    let links = routing::Links::new(&config);
     let mut actor = Actor {
         endpoint_id: endpoint_id.clone(),
         config,
@@ -172,6 +175,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         pending,
         notifier,
         routes: HashMap::new(),
+        links,
     };
     actor.persist();
     tracing::info!(
