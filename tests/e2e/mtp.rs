@@ -13,8 +13,10 @@
 //! - `faults`: bad Records on every MTP.
 //! - `broker`: the broker down at start, and killed and restarted mid-run.
 //! - `tls`: R-SEC.0a.
+//! - `datamodel`: the MTP configuration as data, changed at run time by a Controller.
 
 mod broker;
+mod datamodel;
 pub(crate) mod expect;
 mod faults;
 pub(crate) mod harness;

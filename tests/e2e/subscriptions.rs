@@ -27,7 +27,7 @@ const SUBSCRIPTIONS: &str = "Device.LocalAgent.Subscription.";
 const PROMPT: Duration = Duration::from_secs(3);
 
 /// Checks a Set answer is a SetResp.
-fn set_ok(answer: usp::Msg) -> anyhow::Result<()> {
+pub(crate) fn set_ok(answer: usp::Msg) -> anyhow::Result<()> {
     match answer.body.and_then(|body| body.msg_body) {
         Some(MsgBody::Response(usp::Response {
             resp_type: Some(RespType::SetResp(_)),
@@ -37,7 +37,7 @@ fn set_ok(answer: usp::Msg) -> anyhow::Result<()> {
 }
 
 /// The values of parameter `name` of every object a Get of `path` returns.
-async fn get_values(
+pub(crate) async fn get_values(
     client: &ControllerClient,
     path: &str,
     name: &str,

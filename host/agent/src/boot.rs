@@ -21,6 +21,8 @@ pub(crate) mod meta {
     pub const BOOT_REASON: &str = "boot_reason";
     /// Set by FactoryReset(): the next boot starts from factory defaults.
     pub const FACTORY_RESET_PENDING: &str = "factory_reset_pending";
+    /// The config file's `[[mtp]]` tables (JSON) as last written into the MTP rows.
+    pub const MTP_SEED: &str = "mtp_seed";
 }
 
 /// Why start-up state could not be built.
@@ -298,14 +300,14 @@ mod tests {
     #[test]
     fn unknown_paths_and_bad_values_are_reported_with_their_line() {
         let parsed = factory_reset::parse(
-            "Device.MQTT.Client.1.BrokerAddress \"x\"\n\
+            "Device.WiFi.Radio.1.Enable \"x\"\n\
              Device.LocalAgent.Controller.1.Enable \"maybe\"\n",
         );
         let (snapshot, problems) = factory_snapshot(&parsed.entries, &schema());
         assert!(snapshot.params.is_empty());
         assert_eq!(problems.len(), 2);
         assert!(
-            problems[0].starts_with("line 1: Device.MQTT.Client.1.BrokerAddress"),
+            problems[0].starts_with("line 1: Device.WiFi.Radio.1.Enable"),
             "{problems:?}"
         );
         assert!(

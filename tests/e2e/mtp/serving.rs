@@ -59,7 +59,7 @@ async fn first_device_info(client: &ControllerClient, mtp: &str) -> anyhow::Resu
 
 /// A controller client over MQTT with `version`, retrying the first Get until the agent's MTP
 /// has subscribed (its broker connection comes up independently of the test's).
-async fn mqtt_client(
+pub(super) async fn mqtt_client(
     port: u16,
     version: MqttVersion,
     (controller_id, agent_id): (&str, &str),

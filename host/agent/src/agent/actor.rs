@@ -17,7 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use usp_codec::Record;
 use usp_codec::record::{self, Inbound};
 use usp_dm::{Change, DataModel, MemoryProvider, ProviderId, StoredChange};
-use usp_mtp::{ControllerTarget, MtpEvent, Mtps, PeerAuth, ReplyPath, TransportConfig};
+use usp_mtp::{
+    ControllerTarget, MtpEvent, MtpSettings, Mtps, PeerAuth, ReplyPath, TransportConfig,
+};
 
 use super::Exit;
 use super::access::{RbacAccess, find_controller};
@@ -25,6 +27,7 @@ use super::hooks::Hooks;
 use super::routing::{self, Links, Route};
 use crate::boot::{self, BootCause};
 use crate::builtin::device::DeviceAction;
+use crate::builtin::mtp_tables;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
 use crate::notify::{DeviceIdentity, Notifier, Outbound};
@@ -65,6 +68,9 @@ pub(crate) struct Actor {
     pub routes: HashMap<String, ReplyPath>,
     /// Which MTPs are up and which peers hold sessions on them.
     pub links: Links,
+    /// A committed change touched the MTP rows: the MTPs are reconfigured once the answer to
+    /// the change is out (it may have to leave over an MTP about to restart).
+    pub mtp_changed: bool,
 }
 
 /// The channels the actor listens on.
@@ -124,6 +130,12 @@ impl Actor {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        self.mtp_changed |= changes.iter().any(|change| {
+            let (StoredChange::ParamSet { path, .. }
+            | StoredChange::ObjectAdded { path, .. }
+            | StoredChange::ObjectDeleted { path }) = change;
+            mtp_tables::touches(path)
+        });
         if let Err(error) = self.store.commit(&changes) {
             // The change is live in memory but not durable; the next successful commit does
             // not repair it, so say loudly which rows are at risk.
@@ -141,8 +153,16 @@ impl Actor {
                 };
                 self.on_record(record.bytes, origin).await;
             }
-            MtpEvent::Up { mtp, info } => tracing::info!(%mtp, ?info, "MTP up"),
-            MtpEvent::Down { mtp, reason } => tracing::warn!(%mtp, %reason, "MTP down"),
+            MtpEvent::Up { mtp, info } => {
+                tracing::info!(%mtp, ?info, "MTP up");
+                mtp_tables::show_link(&self.tables, &mtp, Some(&info)).await;
+                self.persist();
+            }
+            MtpEvent::Down { mtp, reason } => {
+                tracing::warn!(%mtp, %reason, "MTP down");
+                mtp_tables::show_link(&self.tables, &mtp, None).await;
+                self.persist();
+            }
             MtpEvent::PeerConnected { mtp, endpoint_id } => {
                 tracing::info!(%mtp, peer = %endpoint_id, "peer connected");
             }
@@ -197,6 +217,9 @@ impl Actor {
                     let answer = Record::for_msg(&self.endpoint_id, &from_id, &reply).encode();
                     self.respond(origin, answer).await;
                 }
+                if std::mem::take(&mut self.mtp_changed) {
+                    self.reconfigure_mtps().await;
+                }
             }
         }
     }
@@ -242,6 +265,26 @@ impl Actor {
             base.with_role(role)
                 .with_access(Arc::new(RbacAccess(access))),
         )
+    }
+
+    /// Restarts the MTPs whose rows changed (see `builtin::mtp_tables`).
+    async fn reconfigure_mtps(&mut self) {
+        let running = mtp_tables::settings(&self.tables, &self.config.mtp).await;
+        tracing::info!(
+            mtps = running.len(),
+            "MTP configuration changed; applying it"
+        );
+        self.links.reconfigure(&running);
+        self.mtps
+            .update(MtpSettings {
+                endpoint_id: self.endpoint_id.clone(),
+                max_record_size: self.config.agent.max_record_size,
+                mtps: running,
+            })
+            .await;
+        // Rows that cannot run were marked Error while reading them.
+        self.persist();
+        self.mtp_changed = false;
     }
 
     async fn respond(&self, origin: Origin, answer: Vec<u8>) {

@@ -29,6 +29,7 @@ use crate::boot::{self, BootError};
 use crate::builtin::device::DeviceProvider;
 use crate::builtin::device_info::DeviceInfoProvider;
 use crate::builtin::local_agent::{self, LocalAgentProvider, LocalAgentTables, SUBSCRIPTION_TABLE};
+use crate::builtin::mtp_tables::{self, MtpParents};
 use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::Config;
 use crate::control::server::{ControlError, ControlServer};
@@ -108,6 +109,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         boot::persist_fresh(&mut store, &boot::join([tables.snapshot(), trust_rows]))?;
     }
     let cause = boot::take_boot_cause(&mut store, fresh)?;
+    // The file's [[mtp]] tables go into the MTP rows when they changed (or the rows are new);
+    // otherwise the rows, as Controllers left them, rule (see builtin::mtp_tables).
+    let file_mtps = serde_json::to_string(&config.mtp).unwrap_or_default();
+    if fresh || store.meta(boot::meta::MTP_SEED)?.as_deref() != Some(file_mtps.as_str()) {
+        mtp_tables::seed(&tables, &config.mtp).await;
+        store.set_meta(boot::meta::MTP_SEED, Some(&file_mtps))?;
+    }
+    mtp_tables::forget_links(&tables).await;
     drop_non_persistent_subscriptions(&tables).await;
 
     let (changes_tx, changes) = mpsc::unbounded_channel();
@@ -129,6 +138,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         tables.clone(),
     )?))?;
     dm.register(Arc::new(LocalAgentTables::new(tables.clone(), actions_tx)))?;
+    dm.register(Arc::new(MtpParents::new(tables.clone())?))?;
     let trust = controller_trust.trust();
     dm.register(Arc::new(controller_trust))?;
     // The plugin host runs the providers registered above; it lives until `run` returns.
@@ -137,11 +147,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     device.announce_boot(&cause.command_key, &cause.cause, &cause.reason);
 
     let (mtp_tx, mtp) = mpsc::channel(256);
+    let running = mtp_tables::settings(&tables, &config.mtp).await;
+    let links = routing::Links::new(&running);
     let mtps = Mtps::start(
         MtpSettings {
             endpoint_id: endpoint_id.clone(),
             max_record_size: config.agent.max_record_size,
-            mtps: config.mtp.clone(),
+            mtps: running,
         },
         mtp_tx,
     );
@@ -162,7 +174,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         Ok(stored) => notifier.restore(stored, Instant::now()),
         Err(error) => tracing::error!(%error, "could not read the pending Notifys"),
     }
-    let links = routing::Links::new(&config);
     let mut actor = Actor {
         endpoint_id: endpoint_id.clone(),
         config,
@@ -176,6 +187,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         notifier,
         routes: HashMap::new(),
         links,
+        mtp_changed: false,
     };
     actor.persist();
     tracing::info!(

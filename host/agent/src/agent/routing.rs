@@ -10,10 +10,9 @@
 use std::collections::HashSet;
 
 use usp_dm::{MemoryProvider, Provider};
-use usp_mtp::{ControllerTarget, MtpEvent, Protocol, ReplyPath, TransportConfig};
+use usp_mtp::{ControllerTarget, MtpConfig, MtpEvent, Protocol, ReplyPath, TransportConfig};
 
 use crate::builtin::local_agent::MTP_TABLE;
-use crate::config::Config;
 
 /// One enabled `Controller.{i}.MTP.{j}` row, as far as routing needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,25 +61,38 @@ pub(crate) struct Links {
 }
 
 impl Links {
-    /// Nothing up yet; the MTPs `config` names.
-    pub(crate) fn new(config: &Config) -> Links {
+    /// Nothing up yet; the MTPs that run.
+    pub(crate) fn new(mtps: &[MtpConfig]) -> Links {
         let mut links = Links::default();
-        for mtp in &config.mtp {
+        links.reconfigure(mtps);
+        links
+    }
+
+    /// The MTPs that run now; what is known about MTPs still running is kept.
+    pub(crate) fn reconfigure(&mut self, mtps: &[MtpConfig]) {
+        self.protocols.clear();
+        self.ws_clients.clear();
+        for mtp in mtps {
             let protocol = match &mtp.transport {
                 TransportConfig::Mqtt(_) => Protocol::Mqtt,
                 TransportConfig::Stomp(_) => Protocol::Stomp,
                 TransportConfig::WebSocketServer(_) => Protocol::WebSocket,
                 TransportConfig::WebSocketClient(client) => {
-                    links
-                        .ws_clients
+                    self.ws_clients
                         .push((mtp.name.clone(), client.controller_endpoint_id.clone()));
                     Protocol::WebSocket
                 }
                 TransportConfig::Uds(_) => Protocol::Uds,
             };
-            links.protocols.push((mtp.name.clone(), protocol));
+            self.protocols.push((mtp.name.clone(), protocol));
         }
-        links
+        let names: HashSet<String> = self
+            .protocols
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect();
+        self.up.retain(|name| names.contains(name));
+        self.sessions.retain(|(name, _)| names.contains(name));
     }
 
     /// Follows one MTP event.
@@ -258,8 +270,8 @@ mod tests {
     "#;
 
     fn links(up: &[&str]) -> Links {
-        let config: Config = toml::from_str(CONFIG).unwrap();
-        let mut links = Links::new(&config);
+        let config: crate::config::Config = toml::from_str(CONFIG).unwrap();
+        let mut links = Links::new(&config.mtp);
         for mtp in up {
             links.on_event(&MtpEvent::Up {
                 mtp: (*mtp).to_string(),

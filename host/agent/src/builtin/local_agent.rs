@@ -59,6 +59,9 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
             schema.insert(def);
         }
     }
+    for def in super::mtp_tables::schema()?.objects() {
+        schema.insert(def.clone());
+    }
     Ok(MemoryProvider::new("builtin LocalAgent tables", schema)
         .with_commit_hook(hook)
         .with_volatile(REQUEST_TABLE))

@@ -5,7 +5,10 @@
 //! - [`device_info`]: `Device.DeviceInfo.` basics, from the config;
 //! - [`local_agent`]: `Device.LocalAgent.` computed values, and the stored tables
 //!   (`Controller.{i}`, `MTP.{i}`, `Subscription.{i}`, `Request.{i}`) in a [`MemoryProvider`],
-//!   served with `Controller.{i}.SendOnBoardRequest()`.
+//!   served with `Controller.{i}.SendOnBoardRequest()`;
+//! - [`mtp_tables`]: the MTP configuration as data (`Device.MQTT.Client.{i}`,
+//!   `Device.STOMP.Connection.{i}`, `Device.UnixDomainSockets.UnixDomainSocket.{i}`, stored with
+//!   the LocalAgent tables) and how it becomes the MTPs that run.
 //!
 //! Schemas come from the generated TR-181 model (`usp_dm::tr181`), trimmed to what is served:
 //! GetSupportedDM never advertises a parameter or command the agent does not implement.
@@ -13,6 +16,7 @@
 pub mod device;
 pub mod device_info;
 pub mod local_agent;
+pub mod mtp_tables;
 
 use std::collections::BTreeSet;
 

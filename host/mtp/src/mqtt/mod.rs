@@ -392,6 +392,13 @@ async fn connection(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
+                // Records handed over before the stop (the answer to the Set that reconfigured
+                // this MTP) are published ahead of the Disconnect Records.
+                while let Ok(out) = outbound.try_recv() {
+                    if topics.ready() {
+                        send(&client, &topics, &carried.silenced, cfg, ctx, out);
+                    }
+                }
                 drain(&client, &mut lp, &topics, &carried.silenced, ctx).await;
                 return Ended::Shutdown;
             }

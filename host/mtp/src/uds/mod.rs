@@ -100,6 +100,7 @@ async fn listen(
     })
     .await;
     let sessions = Sessions::default();
+    let sessions_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
     loop {
@@ -108,7 +109,7 @@ async fn listen(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     next_id += 1;
-                    tasks.spawn(serve(stream, Role::Server, ctx.clone(), next_id, sessions.clone(), shutdown.child_token()));
+                    tasks.spawn(serve(stream, Role::Server, ctx.clone(), next_id, sessions.clone(), sessions_stop.child_token()));
                 }
                 Err(err) => tracing::warn!(mtp = %ctx.name, %err, "UDS accept failed"),
             },
@@ -116,6 +117,11 @@ async fn listen(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+    // As for the WebSocket server: what was handed over before the stop still goes out.
+    while let Ok(out) = outbound.try_recv() {
+        route(&sessions, &ctx, out);
+    }
+    sessions_stop.cancel();
     while tasks.join_next().await.is_some() {}
     let _ = std::fs::remove_file(path);
 }
@@ -238,6 +244,11 @@ async fn serve(
         }
         tokio::select! {
             _ = shutdown.cancelled() => {
+                while let Ok(bytes) = rx.try_recv() {
+                    if stream.write_all(&frame::encode(&Tlv::Record(bytes))).await.is_err() {
+                        break;
+                    }
+                }
                 if let Some(peer) = session.peer() {
                     let bye = records::disconnect(&ctx.endpoint_id, peer, "MTP stopped");
                     let _ = stream.write_all(&frame::encode(&Tlv::Record(bye))).await;

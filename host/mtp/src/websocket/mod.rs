@@ -113,6 +113,7 @@ pub(crate) async fn run_server(
     })
     .await;
     let sessions = Sessions::default();
+    let sessions_stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
     let mut next_id = 0u64;
     let cfg = Arc::new(cfg);
@@ -122,7 +123,7 @@ pub(crate) async fn run_server(
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
                     next_id += 1;
-                    tasks.spawn(accept(stream, addr, cfg.clone(), acceptor.clone(), ctx.clone(), next_id, sessions.clone(), shutdown.child_token()));
+                    tasks.spawn(accept(stream, addr, cfg.clone(), acceptor.clone(), ctx.clone(), next_id, sessions.clone(), sessions_stop.child_token()));
                 }
                 Err(err) => tracing::warn!(mtp = %ctx.name, %err, "WebSocket accept failed"),
             },
@@ -130,6 +131,12 @@ pub(crate) async fn run_server(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
         }
     }
+    // Records handed over before the stop (the answer to the Set that reconfigured this MTP)
+    // reach their sessions, and the sessions send them before their Disconnect Record.
+    while let Ok(out) = outbound.try_recv() {
+        route(&sessions, &ctx, out);
+    }
+    sessions_stop.cancel();
     while tasks.join_next().await.is_some() {}
 }
 
@@ -451,6 +458,11 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
+                while let Ok(bytes) = rx.try_recv() {
+                    if ws.send(Message::Binary(bytes.into())).await.is_err() {
+                        break;
+                    }
+                }
                 let bye = records::disconnect(&ctx.endpoint_id, &peer_eid, "MTP stopped");
                 let _ = ws.send(Message::Binary(bye.into())).await;
                 let _ = ws.close(None).await;
