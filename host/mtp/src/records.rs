@@ -63,6 +63,17 @@ pub(crate) fn from_id(bytes: &[u8]) -> Option<String> {
     WireRecord::decode(bytes).ok().map(|r| r.from_id)
 }
 
+/// The MQTT version an MQTTConnect Record announces, when `bytes` is one.
+pub(crate) fn mqtt_connect_version(bytes: &[u8]) -> Option<MqttVersion> {
+    match Record::decode(bytes).ok()?.body {
+        RecordBody::MqttConnect { version, .. } => Some(match version {
+            MqttProtocol::V3_1_1 => MqttVersion::V3_1_1,
+            MqttProtocol::V5 => MqttVersion::V5,
+        }),
+        _ => None,
+    }
+}
+
 /// Whether `bytes` decode as a Record with a record type; anything else is "unextractable".
 /// Records with bad field values still go to the agent, which may owe an Error (R-MTP.5).
 pub(crate) fn is_extractable(bytes: &[u8]) -> bool {

@@ -466,6 +466,12 @@ async fn connection(
                     }
                     let bytes = payload.to_vec();
                     let from = records::from_id(&bytes);
+                    if let (Some(version), Some(from_id)) = (records::mqtt_connect_version(&bytes), from.as_deref())
+                        && let Err(err) = topics.on_connect_record(&mut carried.silenced, from_id, version)
+                    {
+                        tracing::error!(mtp = %ctx.name, %err, "Record dropped (R-MQTT.26a)");
+                        continue;
+                    }
                     let reply = match topics.on_publish(&mut carried.silenced, &topic, response_topic.as_deref(), from.as_deref()) {
                         Ok(reply) => reply.unwrap_or_default(),
                         Err(err) => {

@@ -35,6 +35,19 @@ pub(crate) enum TopicError {
         /// The topic the PUBLISH came on.
         topic: String,
     },
+    /// R-MQTT.26a: a controller's MQTTConnect Record names another MQTT version than this
+    /// connection speaks.
+    #[error(
+        "MQTTConnect Record from {from_id} says MQTT {theirs:?}, this connection speaks {ours:?}"
+    )]
+    ConnectVersionMismatch {
+        /// The controller.
+        from_id: String,
+        /// The version its Record names.
+        theirs: MqttVersion,
+        /// Ours.
+        ours: MqttVersion,
+    },
 }
 
 /// R-MQTT.26a: the configured topics of controllers that sent a mismatched PUBLISH. Nothing is
@@ -171,6 +184,31 @@ impl Topics {
             silenced.topics.remove(own);
         }
         Ok(self.reply_topic(topic, response_topic, from_id))
+    }
+
+    /// A controller's MQTTConnect Record: a version other than ours silences its configured
+    /// topic until a Record with the right version comes (R-MQTT.26a).
+    pub(crate) fn on_connect_record(
+        &self,
+        silenced: &mut Silenced,
+        from_id: &str,
+        version: MqttVersion,
+    ) -> Result<(), TopicError> {
+        let own = self.controller(from_id).map(|c| c.topic.clone());
+        if version != self.version {
+            if let Some(own) = own {
+                silenced.topics.insert(own);
+            }
+            return Err(TopicError::ConnectVersionMismatch {
+                from_id: from_id.to_string(),
+                theirs: version,
+                ours: self.version,
+            });
+        }
+        if let Some(own) = own {
+            silenced.topics.remove(&own);
+        }
+        Ok(())
     }
 
     fn controller(&self, endpoint_id: &str) -> Option<&MqttController> {
@@ -396,6 +434,26 @@ mod tests {
             !silenced.contains("usp/c2"),
             "a reply-to fixes the mismatch"
         );
+    }
+
+    #[test]
+    fn mqtt_connect_record_with_another_version_silences_the_sender_until_one_matches() {
+        let t = Topics::new(&config(MqttVersion::V5));
+        let mut silenced = Silenced::default();
+        assert_eq!(
+            t.on_connect_record(&mut silenced, "proto::c1", MqttVersion::V3_1_1),
+            Err(TopicError::ConnectVersionMismatch {
+                from_id: "proto::c1".into(),
+                theirs: MqttVersion::V3_1_1,
+                ours: MqttVersion::V5,
+            })
+        );
+        assert!(silenced.contains("usp/c1"));
+        assert_eq!(
+            t.on_connect_record(&mut silenced, "proto::c1", MqttVersion::V5),
+            Ok(())
+        );
+        assert!(!silenced.contains("usp/c1"));
     }
 
     #[test]
