@@ -1,12 +1,13 @@
 //! [`PluginProvider`]: `usp_dm::Provider` for one loaded `usp:dm` component. Each call runs in
 //! the plugin's own `Store` under a deadline; a trap, panic, deadline overrun or limit breach
 //! marks the plugin failed (every call then answers 7003 naming the plugin), the store is
-//! discarded, and the next call after the backoff delay re-instantiates it from its
-//! `InstancePre`.
+//! discarded, and when the backoff delay ends the plugin is re-instantiated from its
+//! `InstancePre` (by a timer, so a plugin that pushes events comes back without waiting for a
+//! call; a call after the delay restarts it too if the timer has not run yet).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -44,7 +45,7 @@ pub enum PluginStatus {
         reason: String,
         /// Consecutive failures so far.
         failures: u32,
-        /// When the next restart is attempted (at the next call after it).
+        /// When the next restart is attempted.
         retry_at: Instant,
     },
     /// Unloaded; calls answer 7003.
@@ -91,6 +92,8 @@ struct Inner {
     generations: AtomicU64,
     /// Transactions dropped without commit, to be dropped in the store at the next call.
     orphans: Mutex<Vec<(u64, ResourceAny)>>,
+    /// This plugin, for the restart timer (which must not keep an unloaded plugin alive).
+    me: Weak<Inner>,
 }
 
 /// A loaded plugin serving its claimed subtrees.
@@ -230,6 +233,16 @@ impl Inner {
             failures,
             retry_at,
         });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let me = self.me.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep_until(retry_at.into()).await;
+                if let Some(plugin) = me.upgrade() {
+                    // A failed restart is logged and rescheduled by `fail`.
+                    let _ = plugin.acquire().await;
+                }
+            });
+        }
     }
 
     /// Turns the outcome of a call into the value or the 7003 error, marking the plugin failed
@@ -308,7 +321,7 @@ impl PluginProvider {
     ) -> Result<PluginProvider, RuntimeError> {
         let name = blueprint.name.to_string();
         let ticks = deadline_ticks(blueprint.approved.limits.deadline());
-        let inner = Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
             blueprint,
             config: Arc::new(config),
             sink: Arc::new(Mutex::new(None)),
@@ -317,7 +330,8 @@ impl PluginProvider {
             status: Mutex::new(PluginStatus::Running),
             generations: AtomicU64::new(0),
             orphans: Mutex::new(Vec::new()),
-        };
+            me: me.clone(),
+        });
         let instantiate_error = |message: String| RuntimeError::Instantiate {
             plugin: name.clone(),
             message,
@@ -342,7 +356,7 @@ impl PluginProvider {
         let schema = crate::schema::from_wit(&name, &inner.blueprint.claims, described)?;
         *inner.slot.lock().await = Slot::Live(Box::new(live));
         Ok(PluginProvider {
-            inner: Arc::new(inner),
+            inner,
             schema: Arc::new(schema),
         })
     }

@@ -147,6 +147,26 @@ async fn other_plugins_keep_answering_while_one_is_failed() {
 }
 
 #[tokio::test]
+async fn a_failed_plugin_is_restarted_when_its_backoff_ends_without_waiting_for_a_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = common::host(dir.path());
+    let plugin = host
+        .load(&common::faulty_dir(dir.path(), "faulty", ""))
+        .await
+        .unwrap();
+    assert!(get_one(&plugin, &format!("{ROOT}Trap.")).await.is_err());
+    let failed = plugin.status();
+    common::wait_for_retry(&failed).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while plugin.status() != PluginStatus::Running {
+        assert!(Instant::now() < deadline, "still {:?}", plugin.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let values = get_one(&plugin, ROOT).await.unwrap();
+    assert_eq!(values["Calls"], "1", "the restarted instance is fresh");
+}
+
+#[tokio::test]
 async fn repeated_failures_back_off_exponentially() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());
