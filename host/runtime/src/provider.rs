@@ -33,6 +33,10 @@ use crate::kv::KvStore;
 const STDERR_CAPACITY: usize = 16 * 1024;
 /// How much of the stderr tail goes into a failure reason.
 const STDERR_TAIL: usize = 400;
+/// Host resources (WASI streams, descriptors, pollables) one instance may hold at once. The
+/// store's memory limit does not count them, and garbage-collected guests drop them late; a
+/// guest past this bound traps and is restarted with an empty table.
+pub const MAX_HOST_RESOURCES: usize = 10_000;
 
 /// The state of a plugin as the agent can report it (for logs and a status parameter).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +145,11 @@ impl Inner {
         let memory = usize::try_from(blueprint.approved.limits.memory).unwrap_or(usize::MAX);
         let state = HostState {
             wasi: wasi.build(),
-            table: wasmtime::component::ResourceTable::new(),
+            table: {
+                let mut table = wasmtime::component::ResourceTable::new();
+                table.set_max_capacity(MAX_HOST_RESOURCES);
+                table
+            },
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory)
                 .memories(4)
@@ -298,6 +306,9 @@ fn describe_failure(err: &wasmtime::Error, stderr: &MemoryOutputPipe, deadline_m
     let chain = format!("{err:#}");
     if chain.contains("forcing trap when growing memory") {
         reason = "memory limit exceeded".to_string();
+    } else if chain.contains("resource table has no free keys") {
+        reason =
+            format!("host resource limit exceeded ({MAX_HOST_RESOURCES} handles held at once)");
     }
     let output = stderr.contents();
     let text = String::from_utf8_lossy(&output);

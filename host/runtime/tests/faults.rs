@@ -147,6 +147,12 @@ async fn other_plugins_keep_answering_while_one_is_failed() {
 }
 
 #[tokio::test]
+async fn leaking_host_resources_stops_at_the_table_bound() {
+    let (reason, _) = fails_then_recovers("Leak", "").await;
+    assert!(reason.contains("host resource limit exceeded"), "{reason}");
+}
+
+#[tokio::test]
 async fn a_failed_plugin_is_restarted_when_its_backoff_ends_without_waiting_for_a_call() {
     let dir = tempfile::tempdir().unwrap();
     let host = common::host(dir.path());

@@ -1,6 +1,6 @@
 //! A plugin that misbehaves on request, for the runtime's fault tests. It serves
 //! `Device.X_TEST_Faults.` (or the root named by its `root` config value). Reading the object
-//! `<root><Fault>.` (`Trap`, `Panic`, `Loop`, `MemoryBomb`, `Recursion`, `Huge`) triggers that
+//! `<root><Fault>.` (`Trap`, `Panic`, `Loop`, `MemoryBomb`, `Recursion`, `Huge`, `Leak`) triggers that
 //! fault; the root's `Ok` answers normally, `Calls` counts the reads this instance served (so a
 //! test sees a re-instantiation), `Stored` is written through the key-value store, and the async
 //! command `Work()` fires `Worked!` and completes at once.
@@ -28,7 +28,15 @@ impl Default for Faulty {
     }
 }
 
-const FAULTS: [&str; 6] = ["Trap", "Panic", "Loop", "MemoryBomb", "Recursion", "Huge"];
+const FAULTS: [&str; 7] = [
+    "Trap",
+    "Panic",
+    "Loop",
+    "MemoryBomb",
+    "Recursion",
+    "Huge",
+    "Leak",
+];
 
 #[inline(never)]
 fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
@@ -56,6 +64,10 @@ fn misbehave(param: &str) -> Option<String> {
         }
         "Recursion" => Some(recurse(0, &mut [0u8; 256]).to_string()),
         "Huge" => Some("x".repeat(100 * 1024 * 1024)),
+        // Each call makes the host hold one more stream handle that is never dropped.
+        "Leak" => loop {
+            std::mem::forget(wasip2::cli::stdout::get_stdout());
+        },
         _ => None,
     }
 }
