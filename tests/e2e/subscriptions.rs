@@ -1,7 +1,8 @@
 //! Subscriptions end to end over the real WebSocket MTP: `Periodic!` comes every
 //! `PeriodicNotifInterval`, `Persistent` subscriptions survive an agent restart and the others
-//! do not, an unanswered Notify of a persistent subscription is resent after a restart, and
-//! deleting an instance sends an ObjectDeletion for each nested instance.
+//! do not, an unanswered Notify of a persistent subscription is resent after a restart,
+//! deleting an instance sends an ObjectDeletion for each nested instance, and `TriggerAction`
+//! Config applies `TriggerConfigSettings` (TP-469 1.93/1.94).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -341,6 +342,55 @@ async fn unanswered_notify_of_a_persistent_subscription_is_resent_after_a_restar
         .await?;
         assert!(later.is_empty(), "unexpected Notifys: {later:?}");
         notify_resp(&mut link, &id, "durable").await?;
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tp_1_93_trigger_action_config_applies_its_settings_and_sends_no_notify()
+-> anyhow::Result<()> {
+    bounded(async {
+        let agent = Agent::start(Setup::default()).await?;
+        let (client, mut events) = client_with_events(&agent).await?;
+        let watched = "Device.LocalAgent.Controller.1.ProvisioningCode";
+        add(
+            &client,
+            SUBSCRIPTIONS,
+            &[
+                ("Enable", "true"),
+                ("ID", "configures"),
+                ("NotifType", "ValueChange"),
+                ("ReferenceList", watched),
+                ("TriggerAction", "Config"),
+                (
+                    "TriggerConfigSettings",
+                    "Device.LocalAgent.Controller.1.ControllerCode=\"set by trigger\"",
+                ),
+            ],
+        )
+        .await?;
+        add(
+            &client,
+            SUBSCRIPTIONS,
+            &[
+                ("Enable", "true"),
+                ("ID", "watches-the-result"),
+                ("NotifType", "ValueChange"),
+                ("ReferenceList", "Device.LocalAgent.Controller.1.ControllerCode"),
+            ],
+        )
+        .await?;
+        set_ok(set(&client, CONTROLLER_ROW, &[("ProvisioningCode", "go")]).await?)?;
+        // The only Notify is for the parameter the trigger wrote.
+        let notify = next_notify(&mut events, PROMPT).await?;
+        assert_eq!(notify.subscription_id, "watches-the-result");
+        let Some(Notification::ValueChange(change)) = notify.notification else {
+            bail!("expected a ValueChange, got {notify:?}");
+        };
+        assert_eq!(change.param_value, "set by trigger");
+        let codes = get_values(&client, CONTROLLER_ROW, "ControllerCode").await?;
+        assert_eq!(codes, ["set by trigger"]);
         Ok(())
     })
     .await

@@ -16,7 +16,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 use usp_codec::Record;
 use usp_codec::record::{self, Inbound};
-use usp_dm::{Change, DataModel, MemoryProvider, ProviderId, StoredChange};
+use usp_dm::{Change, DataModel, DmError, MemoryProvider, ProviderId, StoredChange};
 use usp_mtp::{
     ControllerTarget, MtpEvent, MtpSettings, Mtps, PeerAuth, ReplyPath, TransportConfig,
 };
@@ -267,6 +267,22 @@ impl Actor {
         )
     }
 
+    /// Applies the `TriggerConfigSettings` of the subscriptions that fired (USP 1.3
+    /// `TriggerAction` Config / NotifyAndConfig), one transaction per subscription.
+    async fn apply_trigger_writes(&mut self) {
+        for write in self.notifier.take_trigger_writes() {
+            match apply_settings(&self.dm, &write.settings).await {
+                Ok(0) => {}
+                Ok(written) => {
+                    tracing::info!(subscription = %write.subscription, written, "TriggerConfigSettings applied");
+                }
+                Err(error) => {
+                    tracing::warn!(subscription = %write.subscription, %error, "TriggerConfigSettings not applied");
+                }
+            }
+        }
+    }
+
     /// Restarts the MTPs whose rows changed (see `builtin::mtp_tables`).
     async fn reconfigure_mtps(&mut self) {
         let running = mtp_tables::settings(&self.tables, &self.config.mtp).await;
@@ -305,6 +321,7 @@ impl Actor {
             .notifier
             .on_change(&self.dm, &change, Instant::now())
             .await;
+        self.apply_trigger_writes().await;
         self.persist();
         self.send_notifys(outbound).await;
         if let Change::OperationComplete { token, result } = change {
@@ -478,4 +495,32 @@ async fn run_command(key: &str, argv: &[String]) {
         Ok(status) => tracing::error!(command = ?argv, %status, "[commands] {key} failed"),
         Err(error) => tracing::error!(command = ?argv, %error, "[commands] {key} could not start"),
     }
+}
+
+/// Writes `(parameter path, value)` pairs in one transaction; returns how many were written.
+/// A value a parameter already holds is not written again: a subscription whose settings touch
+/// what it watches would otherwise fire itself for ever.
+async fn apply_settings(dm: &DataModel, settings: &[(String, String)]) -> Result<usize, DmError> {
+    let mut writes = Vec::new();
+    for (path, value) in settings {
+        let Some((object, name)) = path.rsplit_once('.') else {
+            return Err(DmError::UnknownParam { path: path.clone() });
+        };
+        for resolved in dm.resolve_str(&format!("{object}.")).await?.objects {
+            if dm.read_param(&resolved, name).await.ok().as_deref() == Some(value.as_str()) {
+                continue;
+            }
+            dm.check_write(&resolved, name, value)?;
+            writes.push((resolved, name, value));
+        }
+    }
+    if writes.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = dm.begin();
+    for (resolved, name, value) in &writes {
+        tx.set(resolved, name, value).await?;
+    }
+    tx.commit().await?;
+    Ok(writes.len())
 }

@@ -67,6 +67,16 @@ pub struct Outbound {
     pub msg: usp::Msg,
 }
 
+/// The `TriggerConfigSettings` a triggered subscription applies (`TriggerAction` Config or
+/// NotifyAndConfig), already limited to what its Recipient may write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerWrite {
+    /// The subscription row, for the log.
+    pub subscription: String,
+    /// `(parameter path, value)` pairs, in the order given.
+    pub settings: Vec<(String, String)>,
+}
+
 /// What an OnBoardRequest says about the device (`Device.DeviceInfo.` values).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceIdentity {
@@ -150,6 +160,7 @@ pub struct Notifier {
     next_msg: u64,
     expires: BTreeMap<String, Instant>,
     periodic: BTreeMap<String, Instant>,
+    trigger_writes: Vec<TriggerWrite>,
 }
 
 fn unix_now() -> i64 {
@@ -158,6 +169,27 @@ fn unix_now() -> i64 {
         .map_or(0, |elapsed| {
             i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
         })
+}
+
+/// A triggered subscription's settings that its Recipient may write (digest §8.2:
+/// subscriptions run with the Recipient's permissions); the others are logged and left out.
+fn trigger_write(subscription: &Subscription, access: &Access) -> TriggerWrite {
+    let settings = subscription
+        .trigger_settings
+        .iter()
+        .filter(|(path, _)| {
+            let allowed = access.can_write_param(path);
+            if !allowed {
+                tracing::warn!(subscription = %subscription.row, path, "TriggerConfigSettings item left out: the Recipient may not write it");
+            }
+            allowed
+        })
+        .cloned()
+        .collect();
+    TriggerWrite {
+        subscription: subscription.row.clone(),
+        settings,
+    }
 }
 
 /// The `subscription_id` of a Notify sent for a subscription (an OnBoardRequest has none).
@@ -198,6 +230,7 @@ impl Notifier {
             next_msg: 1,
             expires: BTreeMap::new(),
             periodic: BTreeMap::new(),
+            trigger_writes: Vec::new(),
         }
     }
 
@@ -417,6 +450,12 @@ impl Notifier {
         }
     }
 
+    /// The configuration changes triggered subscriptions asked for since the last call; the
+    /// actor applies them.
+    pub fn take_trigger_writes(&mut self) -> Vec<TriggerWrite> {
+        std::mem::take(&mut self.trigger_writes)
+    }
+
     /// The changes to the stored pending Notifys since the last call: the Notifys to write
     /// (insert or replace), and the msg_ids to delete.
     pub fn take_journal(&mut self) -> (Vec<StoredNotify>, Vec<String>) {
@@ -493,6 +532,13 @@ impl Notifier {
             let Some(note) = note(&subscription, &recipient.access) else {
                 continue;
             };
+            if subscription.trigger_action.configures() {
+                self.trigger_writes
+                    .push(trigger_write(&subscription, &recipient.access));
+            }
+            if !subscription.trigger_action.notifies() {
+                continue;
+            }
             let envelope = self.envelope(&subscription);
             let msg = match note {
                 Note::ValueChange { path, value } => build::value_change(&envelope, &path, &value),
@@ -1660,6 +1706,91 @@ mod tests {
         next.restore(saved, Instant::now());
         assert_eq!(next.awaiting_response(), 0);
         assert_eq!(next.take_journal(), (vec![], vec![msg_id(&sent[0])]));
+    }
+
+    #[tokio::test]
+    async fn trigger_action_config_asks_for_its_settings_instead_of_notifying() {
+        let mut fx = Fx::new(FULL).await;
+        let reference = "Device.LocalAgent.Controller.1.ProvisioningCode";
+        let settings = "Device.LocalAgent.Controller.1.PeriodicNotifInterval=600";
+        fx.subscribe(
+            "config",
+            "ValueChange",
+            reference,
+            &[
+                ("TriggerAction", "Config"),
+                ("TriggerConfigSettings", settings),
+            ],
+        )
+        .await;
+        fx.subscribe(
+            "both",
+            "ValueChange",
+            reference,
+            &[
+                ("TriggerAction", "NotifyAndConfig"),
+                ("TriggerConfigSettings", settings),
+            ],
+        )
+        .await;
+        fx.notifier.take_trigger_writes();
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "x")
+            .await;
+        let out = fx.pump(Instant::now()).await;
+        assert_eq!(out.len(), 1, "Config alone sends no Notify");
+        assert_eq!(notify_of(&out[0]).subscription_id, "both");
+        let writes = fx.notifier.take_trigger_writes();
+        assert_eq!(writes.len(), 2);
+        assert!(writes.iter().all(|write| write.settings
+            == vec![(
+                "Device.LocalAgent.Controller.1.PeriodicNotifInterval".to_string(),
+                "600".to_string()
+            )]));
+    }
+
+    #[tokio::test]
+    async fn trigger_settings_the_recipient_may_not_write_are_left_out() {
+        let mut fx = Fx::new(FULL).await;
+        // Role.1 minus write access to the Controller table's PeriodicNotifInterval.
+        fx.add(
+            "Device.LocalAgent.ControllerTrust.Role.1.Permission.",
+            &[
+                ("Enable", "true"),
+                ("Order", "50"),
+                (
+                    "Targets",
+                    "Device.LocalAgent.Controller.1.PeriodicNotifInterval",
+                ),
+                ("Param", "r--n"),
+            ],
+        )
+        .await
+        .unwrap();
+        fx.subscribe(
+            "config",
+            "ValueChange",
+            "Device.LocalAgent.Controller.1.ProvisioningCode",
+            &[
+                ("TriggerAction", "Config"),
+                (
+                    "TriggerConfigSettings",
+                    "Device.LocalAgent.Controller.1.PeriodicNotifInterval=600,Device.LocalAgent.Controller.1.ControllerCode=\"c\"",
+                ),
+            ],
+        )
+        .await;
+        fx.notifier.take_trigger_writes();
+        fx.set("Device.LocalAgent.Controller.1.", "ProvisioningCode", "x")
+            .await;
+        fx.pump(Instant::now()).await;
+        let writes = fx.notifier.take_trigger_writes();
+        assert_eq!(
+            writes[0].settings,
+            vec![(
+                "Device.LocalAgent.Controller.1.ControllerCode".to_string(),
+                "c".to_string()
+            )]
+        );
     }
 
     #[tokio::test]

@@ -41,6 +41,70 @@ impl NotifType {
     }
 }
 
+/// What a triggered subscription does (`TriggerAction`, USP 1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TriggerAction {
+    /// Send the Notify (the default).
+    #[default]
+    Notify,
+    /// Apply `TriggerConfigSettings` instead of notifying.
+    Config,
+    /// Both.
+    NotifyAndConfig,
+}
+
+impl TriggerAction {
+    fn parse(text: &str) -> TriggerAction {
+        match text {
+            "Config" => TriggerAction::Config,
+            "NotifyAndConfig" => TriggerAction::NotifyAndConfig,
+            _ => TriggerAction::Notify,
+        }
+    }
+
+    /// Whether a Notify goes out.
+    pub fn notifies(self) -> bool {
+        self != TriggerAction::Config
+    }
+
+    /// Whether `TriggerConfigSettings` are applied.
+    pub fn configures(self) -> bool {
+        self != TriggerAction::Notify
+    }
+}
+
+/// `TriggerConfigSettings`: comma-separated `Path=Value` items, a value optionally in double
+/// quotes (which may then hold commas). Items without `=` are left out.
+pub fn parse_trigger_settings(text: &str) -> Vec<(String, String)> {
+    let mut items = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for ch in text.chars() {
+        match ch {
+            '"' => {
+                quoted = !quoted;
+                current.push(ch);
+            }
+            ',' if !quoted => items.push(std::mem::take(&mut current)),
+            _ => current.push(ch),
+        }
+    }
+    items.push(current);
+    items
+        .iter()
+        .filter_map(|item| {
+            let (path, value) = item.split_once('=')?;
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|inner| inner.strip_suffix('"'))
+                .unwrap_or(value);
+            Some((path.trim().to_string(), value.to_string()))
+        })
+        .filter(|(path, _)| !path.is_empty())
+        .collect()
+}
+
 /// One enabled, well-formed subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
@@ -63,6 +127,10 @@ pub struct Subscription {
     pub persistent: bool,
     /// `TimeToLive` in seconds (0: forever).
     pub time_to_live: u64,
+    /// `TriggerAction`.
+    pub trigger_action: TriggerAction,
+    /// `TriggerConfigSettings`, parsed.
+    pub trigger_settings: Vec<(String, String)>,
 }
 
 impl Subscription {
@@ -104,6 +172,10 @@ impl Subscription {
             notif_expiration: number("NotifExpiration"),
             persistent: value("Persistent").as_deref() == Some("true"),
             time_to_live: number("TimeToLive"),
+            trigger_action: TriggerAction::parse(&value("TriggerAction").unwrap_or_default()),
+            trigger_settings: parse_trigger_settings(
+                &value("TriggerConfigSettings").unwrap_or_default(),
+            ),
         })
     }
 }
@@ -365,5 +437,24 @@ mod tests {
                 .candidates(NotifType::ValueChange, "Device.B.X")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn trigger_settings_are_path_value_items_with_optional_quotes() {
+        assert_eq!(
+            parse_trigger_settings(
+                "Device.A.Enable=true, Device.B.Name=\"x, y\",junk,Device.C.Count=3"
+            ),
+            vec![
+                ("Device.A.Enable".to_string(), "true".to_string()),
+                ("Device.B.Name".to_string(), "x, y".to_string()),
+                ("Device.C.Count".to_string(), "3".to_string()),
+            ]
+        );
+        assert!(parse_trigger_settings("").is_empty());
+        assert!(TriggerAction::parse("NotifyAndConfig").configures());
+        assert!(TriggerAction::parse("NotifyAndConfig").notifies());
+        assert!(!TriggerAction::parse("Config").notifies());
+        assert!(!TriggerAction::parse("").configures());
     }
 }
