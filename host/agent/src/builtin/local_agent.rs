@@ -150,10 +150,7 @@ impl Provider for LocalAgentTables {
         if command.starts_with(CONTROLLER_TABLE) && command.ends_with(SEND_ON_BOARD_REQUEST) {
             return self.send_on_board_request(command);
         }
-        Err(ProviderError::new(
-            UspErrorCode::CommandFailure,
-            format!("{command} is not served here"),
-        ))
+        Err(super::no_command(command))
     }
 }
 
@@ -292,10 +289,7 @@ impl Provider for LocalAgentProvider {
         _command_key: &str,
         _input: Args,
     ) -> Result<OperateOutcome, ProviderError> {
-        Err(ProviderError::new(
-            UspErrorCode::CommandFailure,
-            format!("{command} is not served here"),
-        ))
+        Err(super::no_command(command))
     }
 }
 

@@ -178,6 +178,14 @@ impl Transaction for ReadOnlyTransaction {
     }
 }
 
+/// Error for a command a built-in provider does not run.
+pub(crate) fn no_command(command: &str) -> ProviderError {
+    ProviderError::new(
+        UspErrorCode::CommandFailure,
+        format!("{command} is not served here"),
+    )
+}
+
 /// Error for table listing on providers that serve no tables.
 pub(crate) fn no_tables(table: &str) -> ProviderError {
     ProviderError::new(

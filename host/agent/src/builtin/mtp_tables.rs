@@ -738,10 +738,7 @@ impl Provider for MtpParents {
         _command_key: &str,
         _input: Args,
     ) -> Result<OperateOutcome, ProviderError> {
-        Err(ProviderError::new(
-            usp_codec::UspErrorCode::CommandFailure,
-            format!("{command} is not served here"),
-        ))
+        Err(super::no_command(command))
     }
 }
 

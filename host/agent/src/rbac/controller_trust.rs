@@ -548,10 +548,7 @@ impl Provider for ControllerTrustProvider {
             Some("RequestChallenge()") => self.request_challenge(&originator, &input).await?,
             Some("ChallengeResponse()") => self.challenge_response(&originator, &input).await?,
             _ => {
-                return Err(ProviderError::new(
-                    UspErrorCode::CommandFailure,
-                    format!("{command} is not served here"),
-                ));
+                return Err(crate::builtin::no_command(command));
             }
         };
         Ok(OperateOutcome::Done(output))
