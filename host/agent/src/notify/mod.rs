@@ -793,7 +793,8 @@ impl Notifier {
     /// `Controller.{i}.SendOnBoardRequest()` for the Controller row `controller`
     /// (`Device.LocalAgent.Controller.1`): an OnBoardRequest with the device's identity,
     /// retried on the Controller's `USPNotifRetry*` schedule until its NotifyResp and never
-    /// expired (R-NOT.5, R-NOT.6, R-NOT.6a). `None` when the row has no Endpoint ID.
+    /// expired (R-NOT.5, R-NOT.6, R-NOT.6a), across restarts too (it is journaled like the
+    /// Notifys of persistent subscriptions). `None` when the row has no Endpoint ID.
     pub fn on_board_request(
         &mut self,
         controller: &str,
@@ -817,7 +818,7 @@ impl Notifier {
                 &identity.serial_number,
             ),
         };
-        self.await_response(msg_id, out.clone(), policy, None, false, now);
+        self.await_response(msg_id, out.clone(), policy, None, true, now);
         Some(out)
     }
 
@@ -1573,6 +1574,13 @@ mod tests {
         let week = start + Duration::from_secs(7 * 86_400);
         assert_eq!(fx.notifier.due(&fx.dm, week).await.len(), 1);
         assert_eq!(fx.notifier.awaiting_response(), 1);
+        // Nor does a restart end it: the next run takes it back.
+        let (saved, _) = fx.notifier.take_journal();
+        let mut next = Notifier::new(fx.tables.clone(), fx.notifier.trust.clone());
+        next.load().await;
+        next.restore(saved, week);
+        assert_eq!(next.awaiting_response(), 1);
+        assert_eq!(msg_id(&next.due(&fx.dm, week).await[0]), id);
         fx.notifier.on_notify_resp(&id);
         assert_eq!(fx.notifier.awaiting_response(), 0);
         assert_eq!(fx.notifier.next_deadline(), None);
