@@ -5,6 +5,8 @@
 //!   credentials, challenges) and the published [`usp_rbac::Trust`].
 //! - [`access_for`] (here): a Controller's [`Access`] for one message, with the instance data
 //!   its search-expression targets need.
+//! - [`certificate_roles`] (here): the roles a TLS peer's certificate chain holds through
+//!   `ControllerTrust.Credential.{i}`.
 //!
 //! Plugins never see who is asking: the checks happen in the message handlers, before any
 //! provider is called.
@@ -13,8 +15,10 @@ pub mod controller_trust;
 
 use std::sync::Arc;
 
-use usp_dm::DataModel;
+use usp_dm::{DataModel, MemoryProvider};
 use usp_rbac::{Access, ResolvedSearches, Trust};
+
+use crate::builtin::certificate::{self, Certificates};
 
 pub use controller_trust::{ControllerTrustProvider, ORIGINATOR, TrustHandle, split_list};
 
@@ -48,4 +52,23 @@ pub async fn access_for<S: AsRef<str>>(
         searches.insert(site, instances);
     }
     access.with_searches(Arc::new(searches))
+}
+
+/// The role references the certificate `chain` (DER, leaf first) holds through the first
+/// matching `ControllerTrust.Credential.{i}` (R-SEC.25), resolving its `Credential` reference in
+/// `Device.LocalAgent.Certificate.` (`tables`, `certificates`). Empty when none matches.
+pub fn certificate_roles(
+    trust: &Trust,
+    tables: &MemoryProvider,
+    certificates: &Certificates,
+    chain: &[Vec<u8>],
+) -> Vec<String> {
+    if trust.credentials().is_empty() {
+        return Vec::new();
+    }
+    usp_rbac::credential_roles(chain, trust.credentials(), |reference| {
+        certificate::lookup(tables, certificates, reference)
+    })
+    .map(<[String]>::to_vec)
+    .unwrap_or_default()
 }
