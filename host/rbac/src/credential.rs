@@ -84,8 +84,14 @@ pub struct TrustedCertificate<'a> {
 /// Credentials, Credentials whose certificate is missing, disabled or unparsable, and
 /// Credentials whose `AllowedUses` grants no USP role are skipped. `certificate` resolves a
 /// `Credential` reference. `None`: no Credential applies.
+///
+/// A peer usually stops its chain below the root, or below an intermediate the agent holds
+/// itself; rustls found the rest in the trust store. So past the presented certificates the
+/// walk goes on through `anchors` (the trusted certificates, DER): each step to the anchor
+/// that issued the certificate before it, signature checked, until a self-issued one.
 pub fn credential_roles<'c, 'd>(
     chain: &[impl AsRef<[u8]>],
+    anchors: &[impl AsRef<[u8]>],
     credentials: &'c [Credential],
     certificate: impl Fn(&str) -> Option<TrustedCertificate<'d>>,
 ) -> Option<&'c [String]> {
@@ -101,27 +107,56 @@ pub fn credential_roles<'c, 'd>(
     if candidates.is_empty() {
         return None;
     }
-    for presented in chain {
-        // A certificate that does not parse ends the walk: nothing above it can be related to
-        // the leaf through it.
-        let Ok((_, presented)) = X509Certificate::from_der(presented.as_ref()) else {
-            return None;
-        };
+    for certificate in walk(chain, anchors) {
         // The Credential's certificate sits at this place of the chain when it is this
         // certificate, one place higher when it issued it: nearer places are looked at first.
         let found = candidates
             .iter()
-            .find(|(_, trusted)| trusted.as_raw() == presented.as_raw())
+            .find(|(_, trusted)| trusted.as_raw() == certificate.as_raw())
             .or_else(|| {
                 candidates
                     .iter()
-                    .find(|(_, trusted)| issued(trusted, &presented))
+                    .find(|(_, trusted)| issued(trusted, &certificate))
             });
         if let Some((credential, _)) = found {
             return Some(&credential.roles);
         }
     }
     None
+}
+
+/// The certificates from the leaf up: the presented ones, then the anchors that issued the
+/// last one, one after the other. A presented certificate that does not parse ends the walk
+/// there: nothing above it can be related to the leaf through it.
+fn walk<'a>(
+    chain: &'a [impl AsRef<[u8]>],
+    anchors: &'a [impl AsRef<[u8]>],
+) -> Vec<X509Certificate<'a>> {
+    let mut walk = Vec::new();
+    for presented in chain {
+        match X509Certificate::from_der(presented.as_ref()) {
+            Ok((_, parsed)) => walk.push(parsed),
+            Err(_) => return walk,
+        }
+    }
+    let anchors: Vec<X509Certificate<'a>> = anchors
+        .iter()
+        .filter_map(|der| X509Certificate::from_der(der.as_ref()).ok())
+        .map(|(_, parsed)| parsed)
+        .collect();
+    while let Some(last) = walk.last() {
+        if last.issuer().as_raw() == last.subject().as_raw() {
+            break;
+        }
+        let next = anchors.iter().find(|anchor| {
+            !walk.iter().any(|seen| seen.as_raw() == anchor.as_raw()) && issued(anchor, last)
+        });
+        match next {
+            Some(anchor) => walk.push(anchor.clone()),
+            None => break,
+        }
+    }
+    walk
 }
 
 /// Whether `presented` names `trusted` as its issuer and carries its signature.
@@ -199,12 +234,25 @@ mod tests {
     /// `Certificate.{i}` rows by reference, with their Enable.
     type Rows = HashMap<&'static str, (bool, Vec<u8>)>;
 
+    /// Name, presented chain, Credential table, the role expected.
+    type Case<'a> = (&'a str, Vec<&'a Vec<u8>>, Vec<Credential>, Option<&'a str>);
+
+    /// Name, presented chain, trust-store anchors, Credential table, the role expected.
+    type AnchoredCase<'a> = (
+        &'a str,
+        Vec<&'a Vec<u8>>,
+        Vec<&'a Vec<u8>>,
+        Vec<Credential>,
+        Option<&'a str>,
+    );
+
     fn roles<'c>(
         chain: &[&Vec<u8>],
+        anchors: &[&Vec<u8>],
         credentials: &'c [Credential],
         rows: &Rows,
     ) -> Option<&'c str> {
-        credential_roles(chain, credentials, |reference| {
+        credential_roles(chain, anchors, credentials, |reference| {
             rows.get(reference).map(|(enable, der)| TrustedCertificate {
                 enable: *enable,
                 der,
@@ -245,7 +293,7 @@ mod tests {
         };
         let garbage = vec![1, 2, 3];
         #[rustfmt::skip]
-        let cases: Vec<(&str, Vec<&Vec<u8>>, Vec<Credential>, Option<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             ("the leaf itself", vec![&direct], vec![credential("Cert.leaf", "leaf")], Some("leaf")),
             ("issued by the credential CA", vec![&direct], vec![credential("Cert.root", "a")], Some("a")),
             ("same-named impostor CA", vec![&direct], vec![credential("Cert.impostor", "x")], None),
@@ -286,7 +334,44 @@ mod tests {
             ("no chain", vec![], vec![credential("Cert.root", "a")], None),
         ];
         for (name, chain, credentials, expected) in cases {
-            assert_eq!(roles(&chain, &credentials, &rows), expected, "{name}");
+            assert_eq!(roles(&chain, &[], &credentials, &rows), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_walk_goes_on_through_the_trust_store_where_the_presented_chain_stops() {
+        let root = ca("Root A", None);
+        let intermediate = ca("Intermediate A", Some(&root));
+        let lookalike = ca("Intermediate A", Some(&ca("Root A", None)));
+        let via = leaf("via", &intermediate);
+        let rows: Rows = [
+            ("Cert.root", (true, root.der.clone())),
+            ("Cert.inter", (true, intermediate.der.clone())),
+        ]
+        .into_iter()
+        .collect();
+        #[rustfmt::skip]
+        let cases: Vec<AnchoredCase> = vec![
+            ("root reached through the held intermediate",
+                vec![&via], vec![&root.der, &intermediate.der],
+                vec![credential("Cert.root", "root")], Some("root")),
+            ("the held intermediate is nearer than the root",
+                vec![&via], vec![&intermediate.der, &root.der],
+                vec![credential("Cert.root", "root"), credential("Cert.inter", "inter")],
+                Some("inter")),
+            ("a same-named intermediate that did not sign is no step",
+                vec![&via], vec![&lookalike.der, &root.der],
+                vec![credential("Cert.root", "root")], None),
+            ("a self-issued root ends the walk",
+                vec![&root.der], vec![&root.der],
+                vec![credential("Cert.inter", "inter")], None),
+        ];
+        for (name, chain, anchors, credentials, expected) in cases {
+            assert_eq!(
+                roles(&chain, &anchors, &credentials, &rows),
+                expected,
+                "{name}"
+            );
         }
     }
 

@@ -56,7 +56,8 @@ pub async fn access_for<S: AsRef<str>>(
 
 /// The role references the certificate `chain` (DER, leaf first) holds through the first
 /// matching `ControllerTrust.Credential.{i}` (R-SEC.25), resolving its `Credential` reference in
-/// `Device.LocalAgent.Certificate.` (`tables`, `certificates`). Empty when none matches.
+/// `Device.LocalAgent.Certificate.` (`tables`, `certificates`); the walk up the chain goes on
+/// through the listed certificates where the presented chain stops. Empty when none matches.
 pub fn certificate_roles(
     trust: &Trust,
     tables: &MemoryProvider,
@@ -66,7 +67,11 @@ pub fn certificate_roles(
     if trust.credentials().is_empty() {
         return Vec::new();
     }
-    usp_rbac::credential_roles(chain, trust.credentials(), |reference| {
+    let anchors: Vec<&[u8]> = certificates
+        .iter()
+        .map(|known| known.der.as_slice())
+        .collect();
+    usp_rbac::credential_roles(chain, &anchors, trust.credentials(), |reference| {
         certificate::lookup(tables, certificates, reference)
     })
     .map(<[String]>::to_vec)
