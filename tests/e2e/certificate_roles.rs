@@ -2,7 +2,8 @@
 //! trusts two CAs with the same name, `Device.LocalAgent.Certificate.` lists both (told apart
 //! by `GetFingerprint()`), and a `ControllerTrust.Credential.{i}` binding the genuine one to a
 //! read-only role gives that role to the controllers whose certificates it issued, and only
-//! to them, once its `AllowedUses` says MTP-and-USP.
+//! to them, once its `AllowedUses` says MTP-and-USP. The inherited role is forgotten across a
+//! restart (R-SEC.21) while the certificate rows keep their numbers.
 
 use std::collections::HashMap;
 
@@ -171,7 +172,7 @@ async fn a_credential_grants_its_role_to_certificates_its_ca_issued() -> anyhow:
                 .map(std::fs::read_to_string)
                 .collect::<Result<String, _>>()?,
         )?;
-        let agent = Agent::start(Setup {
+        let mut agent = Agent::start(Setup {
             ws_tls: Some(WsTls {
                 ca: trust,
                 ..genuine.ws_server()
@@ -291,6 +292,23 @@ async fn a_credential_grants_its_role_to_certificates_its_ca_issued() -> anyhow:
             Some(AGENT_ID)
         );
 
+        // R-SEC.21: no role decision survives a restart; the rows keep their numbers.
+        agent.restart().await?;
+        let mut admin = WsLink::connect(port, CONTROLLER, Some(&genuine.client("admin"))).await?;
+        assert_eq!(
+            read(&mut admin, CONTROLLER, &inherited).await?.as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            fingerprint(&mut admin, &format!("{genuine_row}.")).await?,
+            pem_sha256(&genuine.path("ca.pem"))?
+        );
+        let mut reader = WsLink::connect(port, READER, Some(&genuine.client("reader"))).await?;
+        assert_eq!(
+            read(&mut reader, READER, endpoint_id).await?.as_deref(),
+            Some(AGENT_ID)
+        );
+
         // The same Endpoint ID with a certificate from the same-named CA gets nothing, and its
         // row no longer shows the role.
         let mut forged =
@@ -300,7 +318,7 @@ async fn a_credential_grants_its_role_to_certificates_its_ca_issued() -> anyhow:
             read(&mut admin, CONTROLLER, &inherited).await?.as_deref(),
             Some("")
         );
-        Ok(())
+        agent.check_running()
     })
     .await
 }

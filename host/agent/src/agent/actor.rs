@@ -29,7 +29,7 @@ use crate::builtin::device::DeviceAction;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
 use crate::notify::{DeviceIdentity, Notifier, Outbound};
-use crate::rbac::{ORIGINATOR, TrustHandle, access_for, certificate_roles};
+use crate::rbac::{CertificateRoles, ORIGINATOR, TrustHandle, access_for};
 use crate::store::Store;
 
 /// Where a Record came from, and how its answer goes back.
@@ -57,6 +57,8 @@ pub(crate) struct Actor {
     pub trust: TrustHandle,
     /// The certificates `Device.LocalAgent.Certificate.{i}` lists, for credential matching.
     pub certificates: Certificates,
+    /// The roles granted to the certificate chains seen so far.
+    pub certificate_roles: CertificateRoles,
     pub mtps: Mtps,
     /// Rows the memory providers committed since the last write to the store. Filled by their
     /// commit hooks (called synchronously inside the handlers), drained after each message.
@@ -199,7 +201,7 @@ impl Actor {
     /// the certificate of a TLS connection it presented one on), and what `[access] mtp_roles`
     /// grants the MTP; an endpoint that is not a Controller gets only the certificate and MTP
     /// roles, or the Untrusted role when configured so.
-    async fn context(&self, from_id: &str, origin: &Origin) -> Option<RequestContext> {
+    async fn context(&mut self, from_id: &str, origin: &Origin) -> Option<RequestContext> {
         let base = RequestContext::new(from_id).with_hooks(Arc::clone(&self.hooks) as _);
         let Origin::Mtp { reply, peer } = origin else {
             return Some(base.with_access(Arc::new(AllowAll)));
@@ -216,7 +218,7 @@ impl Actor {
         // controller itself presented on this connection (a broker's certificate vouches for
         // nobody). `None`: no such certificate, the Controller's InheritedRole stands.
         let certified = match peer {
-            PeerAuth::Endpoint(certificate) => Some(certificate_roles(
+            PeerAuth::Endpoint(certificate) => Some(self.certificate_roles.roles(
                 &trust,
                 &self.tables,
                 &self.certificates,

@@ -34,8 +34,8 @@ use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::Config;
 use crate::control::server::{ControlError, ControlServer};
 use crate::notify::Notifier;
-use crate::rbac::ControllerTrustProvider;
 use crate::rbac::controller_trust::CONTROLLER_TRUST;
+use crate::rbac::{CertificateRoles, ControllerTrustProvider};
 use crate::store::{Store, StoreError};
 
 use actor::{Actor, Inputs};
@@ -182,6 +182,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         tables,
         trust,
         certificates,
+        certificate_roles: CertificateRoles::default(),
         mtps,
         pending,
         notifier,
