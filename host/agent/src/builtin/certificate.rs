@@ -132,11 +132,21 @@ fn read_file(path: &Path) -> Result<Vec<TrustedFile>, CertificateError> {
     Ok(certificates)
 }
 
-/// The row key of a DER certificate.
-pub fn describe(der: Vec<u8>) -> Result<TrustedFile, String> {
+/// `Certificate.{i}.Issuer` holds at most 256 characters (TR-181).
+const ISSUER_MAX_CHARS: usize = 256;
+
+/// The row key of a DER certificate. A longer issuer DN is cut to what `Issuer` holds: the
+/// key stays unique with the serial number, and rows are matched on the same cut value.
+fn describe(der: Vec<u8>) -> Result<TrustedFile, String> {
     let (serial_number, issuer) = {
         let (_, parsed) = X509Certificate::from_der(&der).map_err(|error| error.to_string())?;
-        (parsed.raw_serial_as_string(), parsed.issuer().to_string())
+        let issuer: String = parsed
+            .issuer()
+            .to_string()
+            .chars()
+            .take(ISSUER_MAX_CHARS)
+            .collect();
+        (parsed.raw_serial_as_string(), issuer)
     };
     Ok(TrustedFile {
         der,
