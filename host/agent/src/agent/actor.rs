@@ -7,8 +7,8 @@
 //! what is not for us and builds the Error answers R-MTP.5 allows; a Msg from an endpoint that
 //! is not an enabled `Device.LocalAgent.Controller.{i}` is dropped with a log line unless its
 //! certificate or its MTP grants it a role, or the config serves it under the Untrusted role.
-//! A sender's roles are worked out in one place, [`Actor::context`]. The handlers' committed writes are written to
-//! SQLite in one transaction before the response leaves.
+//! A sender's roles are worked out in one place, `Actor::context`. The handlers' committed
+//! writes are written to SQLite in one transaction before the response leaves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

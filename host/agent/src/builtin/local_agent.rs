@@ -360,6 +360,11 @@ mod tests {
         assert_eq!(values["ControllerNumberOfEntries"], "1");
         assert_eq!(values["SubscriptionNumberOfEntries"], "0");
         assert_eq!(values["SupportedProtocols"], "UDS");
+        assert_eq!(
+            values["SupportedFingerprintAlgorithms"],
+            "SHA-1,SHA-224,SHA-256,SHA-384,SHA-512"
+        );
+        assert_eq!(values["CertificateNumberOfEntries"], "0");
     }
 
     #[tokio::test]
