@@ -8,6 +8,8 @@
 //! - `remote`: uspctl as a Controller over the WebSocket MTP; unknown endpoints.
 //! - `mtp`: the MTPs (WebSocket, UDS, MQTT through mosquitto) with real controllers; faults.
 //! - `access_control`: RBAC over the WebSocket MTP (TP-469 2.16, 2.18).
+//! - `certificate_roles`: roles granted by certificate (`ControllerTrust.Credential.{i}`) over
+//!   a TLS WebSocket, and `Device.LocalAgent.Certificate.{i}.GetFingerprint()`.
 //! - `notifications`: subscriptions, Notify promptness and retry timing (TP-469 1.54, 1.57).
 //! - `onboarding`: `Controller.{i}.SendOnBoardRequest()` and its retries (TP-469 1.60).
 //! - `subscriptions`: `Periodic!` timing, subscriptions across a restart, ObjectDeletion of
@@ -20,6 +22,7 @@
 )]
 
 mod access_control;
+mod certificate_roles;
 mod cli;
 mod fault;
 mod mtp;

@@ -56,7 +56,8 @@ pub struct Config {
     /// `[plugins]`: where WebAssembly data-model plugins are loaded from.
     #[serde(default)]
     pub plugins: PluginsConfig,
-    /// `[access]`: roles granted by the MTP a Record arrives on.
+    /// `[access]`: roles granted by the MTP a Record arrives on; extra certificates for
+    /// `Device.LocalAgent.Certificate.`.
     #[serde(default)]
     pub access: AccessConfig,
     /// `[[mtp]]`: the message transports (MQTT, STOMP, WebSocket, UDS), each with a unique
@@ -78,6 +79,11 @@ pub struct AccessConfig {
     /// not a Controller is served with only these roles there (a local UDS role, say) instead
     /// of being dropped. Default: none.
     pub mtp_roles: BTreeMap<String, Vec<String>>,
+    /// PEM files whose certificates are listed in `Device.LocalAgent.Certificate.` besides the
+    /// `ca_file` of the WebSocket MTPs, so that a `ControllerTrust.Credential.{i}` can name
+    /// them (a controller's own certificate, say). They add no TLS trust. Relative to the
+    /// config file. Default: none.
+    pub certificates: Vec<PathBuf>,
 }
 
 impl AccessConfig {
@@ -371,6 +377,29 @@ impl Config {
             .collect()
     }
 
+    /// The files `Device.LocalAgent.Certificate.` lists (R-SEC.2): the `ca_file` of every MTP
+    /// whose TLS peer is the controller itself (WebSocket server and client; an MQTT or STOMP
+    /// `ca_file` authenticates a broker, which vouches for no controller), then
+    /// `[access] certificates`, resolved.
+    pub fn controller_certificate_files(&self) -> Vec<PathBuf> {
+        use usp_mtp::TransportConfig;
+        self.mtp
+            .iter()
+            .filter_map(|mtp| match &mtp.transport {
+                TransportConfig::WebSocketServer(ws) => ws.tls.as_ref(),
+                TransportConfig::WebSocketClient(ws) => ws.tls.as_ref(),
+                _ => None,
+            })
+            .filter_map(|tls| tls.ca_file.clone())
+            .chain(
+                self.access
+                    .certificates
+                    .iter()
+                    .map(|path| self.resolve(path)),
+            )
+            .collect()
+    }
+
     /// MTP files (UDS socket, TLS certificates and keys) are relative to the config file too,
     /// not to the agent's working directory.
     fn resolve_mtp_paths(&mut self) {
@@ -426,6 +455,27 @@ mod tests {
     use super::*;
 
     const UDS_MTP: &str = "[[mtp]]\nname = \"uds\"\nprotocol = \"uds\"\npath = \"usp.sock\"\n";
+
+    #[test]
+    fn certificate_files_are_the_websocket_trust_stores_then_the_extra_ones() {
+        let config = Config::from_toml(
+            "[access]\ncertificates = [\"own/ctl.pem\", \"/etc/ctl.pem\"]\n\
+             [[mtp]]\nname = \"ws\"\nprotocol = \"websocket-server\"\nport = 1\n\
+             [mtp.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\nca_file = \"ws-ca.pem\"\n\
+             [[mtp]]\nname = \"mqtt\"\nprotocol = \"mqtt\"\nbroker_address = \"b\"\n\
+             [mtp.tls]\nca_file = \"broker-ca.pem\"\n",
+            "/cfg",
+        )
+        .unwrap();
+        assert_eq!(
+            config.controller_certificate_files(),
+            [
+                PathBuf::from("/cfg/ws-ca.pem"),
+                PathBuf::from("/cfg/own/ctl.pem"),
+                PathBuf::from("/etc/ctl.pem"),
+            ]
+        );
+    }
 
     #[test]
     fn mtp_roles_grant_roles_to_the_named_mtp_only() {

@@ -143,16 +143,25 @@ impl ControllerTarget {
     }
 }
 
-/// The certificate a TLS peer presented, with the identities R-SEC.0a compares `from_id` to.
+/// The certificate chain a TLS peer presented, with the identities R-SEC.0a compares `from_id`
+/// to. The chain lets the agent find the first certificate of it that a
+/// `ControllerTrust.Credential.{i}` names, from the leaf up (R-SEC.25).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerCertificate {
-    /// The end-entity certificate, DER.
-    pub der: Vec<u8>,
+    /// The presented chain, DER, end-entity certificate first, as the peer sent it (rustls
+    /// verified that it chains to the trust store; the trust anchor itself is usually absent).
+    pub chain: Vec<Vec<u8>>,
     /// subjectAltName URIs (`urn:bbf:usp:id:...`) and DNS names, in certificate order.
     pub identities: Vec<String>,
 }
 
 impl PeerCertificate {
+    /// The end-entity certificate, DER (empty if the peer sent no certificate at all, which
+    /// rustls does not let through).
+    pub fn leaf(&self) -> &[u8] {
+        self.chain.first().map_or(&[], Vec::as_slice)
+    }
+
     /// Whether `endpoint_id` is named by this certificate: the URI
     /// `urn:bbf:usp:id:<endpoint_id>`, or for `fqdn::<name>` the DNS name `<name>` (R-SEC.0a).
     pub fn names_endpoint(&self, endpoint_id: &str) -> bool {
@@ -244,7 +253,7 @@ mod tests {
 
     fn cert(ids: &[&str]) -> PeerCertificate {
         PeerCertificate {
-            der: Vec::new(),
+            chain: Vec::new(),
             identities: ids.iter().map(|s| s.to_string()).collect(),
         }
     }

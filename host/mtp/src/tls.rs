@@ -114,18 +114,15 @@ fn client_roots(tls: &TlsConfig) -> Result<RootCertStore, TlsError> {
     })
 }
 
-/// The end-entity certificate the server of the latest handshake presented, for transports
-/// whose library keeps the TLS session to itself (rumqttc).
+/// The chain the server of the latest handshake presented, for transports whose library keeps
+/// the TLS session to itself (rumqttc).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct SeenCertificate(Arc<Mutex<Option<CertificateDer<'static>>>>);
+pub(crate) struct SeenCertificate(Arc<Mutex<Vec<CertificateDer<'static>>>>);
 
 impl SeenCertificate {
     pub(crate) fn get(&self) -> Option<PeerCertificate> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(peer_certificate)
+        let chain = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        (!chain.is_empty()).then(|| peer_certificate(&chain))
     }
 }
 
@@ -152,8 +149,10 @@ impl ServerCertVerifier for Recording {
             ocsp_response,
             now,
         )?;
-        *self.seen.0.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(end_entity.clone().into_owned());
+        *self.seen.0.lock().unwrap_or_else(PoisonError::into_inner) = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|cert| cert.clone().into_owned())
+            .collect();
         Ok(verified)
     }
 
@@ -250,11 +249,13 @@ pub fn server_name(tls: &TlsConfig, host: &str) -> Result<ServerName<'static>, T
     ServerName::try_from(name.to_string()).map_err(|_| TlsError::ServerName(name.to_string()))
 }
 
-/// The peer certificate with its subjectAltName URIs and DNS names. A certificate that does not
-/// parse yields no identities, so no `from_id` can match it.
-pub fn peer_certificate(der: &CertificateDer<'_>) -> PeerCertificate {
-    let identities = x509_parser::parse_x509_certificate(der.as_ref())
-        .ok()
+/// The presented chain (end-entity first, as rustls hands it over) with the end-entity
+/// certificate's subjectAltName URIs and DNS names. A certificate that does not parse yields no
+/// identities, so no `from_id` can match it.
+pub fn peer_certificate(chain: &[CertificateDer<'_>]) -> PeerCertificate {
+    let identities = chain
+        .first()
+        .and_then(|leaf| x509_parser::parse_x509_certificate(leaf.as_ref()).ok())
         .and_then(|(_, cert)| {
             let san = cert.subject_alternative_name().ok().flatten()?;
             Some(
@@ -271,7 +272,7 @@ pub fn peer_certificate(der: &CertificateDer<'_>) -> PeerCertificate {
         })
         .unwrap_or_default();
     PeerCertificate {
-        der: der.as_ref().to_vec(),
+        chain: chain.iter().map(|cert| cert.as_ref().to_vec()).collect(),
         identities,
     }
 }
@@ -288,7 +289,7 @@ mod tests {
         ));
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
-        let peer = peer_certificate(cert.der());
+        let peer = peer_certificate(std::slice::from_ref(cert.der()));
         assert_eq!(
             peer.identities,
             vec!["ctrl.example", "urn:bbf:usp:id:proto::ctrl"]
@@ -297,8 +298,24 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_chain_is_kept_leaf_first_with_the_leaf_identities() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&key).unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["leaf.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let peer = peer_certificate(&[leaf.der().clone(), ca.der().clone()]);
+        assert_eq!(peer.chain, vec![leaf.der().to_vec(), ca.der().to_vec()]);
+        assert_eq!(peer.leaf(), leaf.der().as_ref());
+        assert_eq!(peer.identities, vec!["leaf.example"]);
+    }
+
+    #[test]
     fn garbage_certificate_has_no_identities() {
-        let peer = peer_certificate(&CertificateDer::from(vec![1, 2, 3]));
+        let peer = peer_certificate(&[CertificateDer::from(vec![1, 2, 3])]);
         assert!(peer.identities.is_empty());
     }
 

@@ -15,6 +15,8 @@
 //! - [`trust`]: [`Trust`], the role table with `UntrustedRole` and `SecuredRoles`, giving a
 //!   Controller's [`Access`] from its role references.
 //! - [`challenge`]: the `RequestChallenge()` / `ChallengeResponse()` state machine.
+//! - [`credential`]: roles granted by certificate: the `Credential.{i}` a TLS peer's chain
+//!   falls under (R-SEC.25).
 //!
 //! Start at [`access`]: its header states what each message handler does with each answer.
 //!
@@ -30,6 +32,7 @@
 
 pub mod access;
 pub mod challenge;
+pub mod credential;
 pub mod rights;
 pub mod role;
 pub mod target;
@@ -38,6 +41,9 @@ pub mod trust;
 pub use access::{Access, Denied, ParamRead};
 pub use challenge::{
     Challenge, ChallengeError, Challenges, IssuedChallenge, assigned_after_challenge,
+};
+pub use credential::{
+    AllowedUses, AllowedUsesError, Credential, TrustedCertificate, credential_roles,
 };
 pub use rights::{Grants, Rights, RightsError};
 pub use role::{Permission, Role};

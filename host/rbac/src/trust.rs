@@ -1,6 +1,6 @@
 //! [`Trust`]: the roles of `Device.LocalAgent.ControllerTrust.` keyed by their references, with
 //! `UntrustedRole` and `SecuredRoles`, turning a Controller's role references into an
-//! [`Access`].
+//! [`Access`]; and the `Credential.{i}` rows that grant roles by certificate.
 //!
 //! Role references are the values of `Controller.{i}.AssignedRole`, `InheritedRole`,
 //! `UntrustedRole` and `SecuredRoles`: instance paths of `ControllerTrust.Role.{i}`, written
@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::access::Access;
+use crate::credential::Credential;
 use crate::role::Role;
 
 /// The table `ControllerTrust.Role.{i}`.
@@ -21,6 +22,7 @@ pub struct Trust {
     roles: BTreeMap<String, Arc<Role>>,
     untrusted: Vec<String>,
     secured: BTreeSet<String>,
+    credentials: Arc<[Credential]>,
 }
 
 /// A role reference in canonical form: without the final `.`.
@@ -85,6 +87,16 @@ impl Trust {
             .into_iter()
             .map(|r| key(r.as_ref()).to_string())
             .collect();
+    }
+
+    /// Sets the `Credential.{i}` rows, in table order.
+    pub fn set_credentials(&mut self, credentials: Vec<Credential>) {
+        self.credentials = credentials.into();
+    }
+
+    /// The `Credential.{i}` rows, in table order, for [`crate::credential_roles`].
+    pub fn credentials(&self) -> &[Credential] {
+        &self.credentials
     }
 
     /// The access of a Controller holding these role references (`AssignedRole` and

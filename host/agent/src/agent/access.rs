@@ -6,6 +6,7 @@ use usp_rbac::{Access, ParamRead};
 
 use crate::builtin::local_agent::CONTROLLER_TABLE;
 use crate::messages::{AccessCheck, Role};
+use crate::rbac::split_list;
 
 /// The message handlers' access questions answered by `usp-rbac`.
 pub(crate) struct RbacAccess(pub Access);
@@ -53,8 +54,38 @@ impl AccessCheck for RbacAccess {
 pub(crate) struct KnownController {
     /// `Device.LocalAgent.Controller.2` (no final dot: the form Recipient references use).
     pub row: String,
-    /// `AssignedRole` and `InheritedRole` items.
-    pub role: Role,
+    /// `AssignedRole` items.
+    pub assigned: Vec<String>,
+    /// `InheritedRole` items.
+    pub inherited: Vec<String>,
+}
+
+impl KnownController {
+    /// `AssignedRole` ∪ `InheritedRole`.
+    pub(crate) fn role(&self) -> Role {
+        Role {
+            references: self
+                .assigned
+                .iter()
+                .chain(&self.inherited)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Records the roles the Controller's certificate grants on this connection (R-SEC.25)
+    /// in its `InheritedRole`, where Notify filtering finds them too. Written only when it
+    /// changes: most Records change nothing.
+    pub(crate) fn inherit(&mut self, tables: &MemoryProvider, roles: Vec<String>) {
+        if self.inherited == roles {
+            return;
+        }
+        let path = format!("{}.InheritedRole", self.row);
+        if let Err(error) = tables.set_value(&path, &roles.join(",")) {
+            tracing::warn!(%error, %path, "could not record the role the certificate grants");
+        }
+        self.inherited = roles;
+    }
 }
 
 /// The enabled Controller row whose `EndpointID` is `endpoint_id`, if any.
@@ -94,16 +125,10 @@ fn match_controller(
         if value("EndpointID") != endpoint_id || value("Enable") != "true" {
             return None;
         }
-        let references = [value("AssignedRole"), value("InheritedRole")]
-            .iter()
-            .flat_map(|list| list.split(','))
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(str::to_string)
-            .collect();
         Some(KnownController {
+            assigned: split_list(&value("AssignedRole")),
+            inherited: split_list(&value("InheritedRole")),
             row,
-            role: Role { references },
         })
     })
 }
@@ -155,8 +180,43 @@ mod tests {
         let known = find_controller(&tables, "self::on").await.unwrap();
         assert_eq!(known.row, "Device.LocalAgent.Controller.2");
         assert_eq!(
-            known.role.references,
+            known.role().references,
             vec!["Device.LocalAgent.ControllerTrust.Role.1".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn inherited_roles_join_the_assigned_ones_and_are_written_only_on_change() {
+        let written = Arc::new(std::sync::Mutex::new(0));
+        let count = Arc::clone(&written);
+        let tables = local_agent::tables(Arc::new(move |_: &[usp_dm::StoredChange]| {
+            *count.lock().unwrap() += 1;
+        }))
+        .unwrap();
+        tables
+            .add_instance(
+                CONTROLLER_TABLE,
+                &row(
+                    "self::ctl",
+                    "true",
+                    "Device.LocalAgent.ControllerTrust.Role.1",
+                ),
+            )
+            .unwrap();
+        let mut known = find_controller(&tables, "self::ctl").await.unwrap();
+        let before = *written.lock().unwrap();
+        let granted = vec!["Device.LocalAgent.ControllerTrust.Role.3".to_string()];
+        known.inherit(&tables, granted.clone());
+        known.inherit(&tables, granted.clone());
+        assert_eq!(*written.lock().unwrap(), before + 1);
+        assert_eq!(
+            find_controller(&tables, "self::ctl").await.unwrap().role(),
+            Role {
+                references: vec![
+                    "Device.LocalAgent.ControllerTrust.Role.1".to_string(),
+                    "Device.LocalAgent.ControllerTrust.Role.3".to_string(),
+                ]
+            }
         );
     }
 }

@@ -5,9 +5,10 @@
 //!
 //! Per Record (R-MTP.5, R-E2E.1): oversized Records are dropped; [`record::classify`] drops
 //! what is not for us and builds the Error answers R-MTP.5 allows; a Msg from an endpoint that
-//! is not an enabled `Device.LocalAgent.Controller.{i}` is dropped with a log line unless the
-//! config serves it under the Untrusted role. The handlers' committed writes are written to
-//! SQLite in one transaction before the response leaves.
+//! is not an enabled `Device.LocalAgent.Controller.{i}` is dropped with a log line unless its
+//! certificate or its MTP grants it a role, or the config serves it under the Untrusted role.
+//! A sender's roles are worked out in one place, `Actor::context`. The handlers' committed
+//! writes are written to SQLite in one transaction before the response leaves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,12 +27,13 @@ use super::access::{RbacAccess, find_controller};
 use super::hooks::Hooks;
 use super::routing::{self, Links, Route};
 use crate::boot::{self, BootCause};
+use crate::builtin::certificate::Certificates;
 use crate::builtin::device::DeviceAction;
 use crate::builtin::mtp_tables;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
 use crate::notify::{DeviceIdentity, Notifier, Outbound};
-use crate::rbac::{ORIGINATOR, TrustHandle, access_for};
+use crate::rbac::{CertificateRoles, ORIGINATOR, TrustHandle, access_for};
 use crate::store::Store;
 
 /// Where a Record came from, and how its answer goes back.
@@ -57,6 +59,10 @@ pub(crate) struct Actor {
     pub tables: MemoryProvider,
     pub hooks: Arc<Hooks>,
     pub trust: TrustHandle,
+    /// The certificates `Device.LocalAgent.Certificate.{i}` lists, for credential matching.
+    pub certificates: Certificates,
+    /// The roles granted to the certificate chains seen so far.
+    pub certificate_roles: CertificateRoles,
     pub mtps: Mtps,
     /// Rows the memory providers committed since the last write to the store. Filled by their
     /// commit hooks (called synchronously inside the handlers), drained after each message.
@@ -225,8 +231,11 @@ impl Actor {
     }
 
     /// Who the sender is and what it may do; `None` (after a log line) when its Record must
-    /// be dropped.
-    async fn context(&self, from_id: &str, origin: &Origin) -> Option<RequestContext> {
+    /// be dropped. Roles: a Controller's `AssignedRole`, its `InheritedRole` (set here from
+    /// the certificate of a TLS connection it presented one on), and what `[access] mtp_roles`
+    /// grants the MTP; an endpoint that is not a Controller gets only the certificate and MTP
+    /// roles, or the Untrusted role when configured so.
+    async fn context(&mut self, from_id: &str, origin: &Origin) -> Option<RequestContext> {
         let base = RequestContext::new(from_id).with_hooks(Arc::clone(&self.hooks) as _);
         let Origin::Mtp { reply, peer } = origin else {
             return Some(base.with_access(Arc::new(AllowAll)));
@@ -239,15 +248,42 @@ impl Actor {
             return None;
         }
         let trust = self.trust.current();
+        // R-SEC.25: the roles a ControllerTrust.Credential gives the certificate chain the
+        // controller itself presented on this connection (a broker's certificate vouches for
+        // nobody). `None`: no such certificate, the Controller's InheritedRole stands.
+        let certified = match peer {
+            PeerAuth::Endpoint(certificate) => Some(self.certificate_roles.roles(
+                &trust,
+                &self.tables,
+                &self.certificates,
+                &certificate.chain,
+            )),
+            PeerAuth::None | PeerAuth::Broker(_) => None,
+        };
         let mtp_roles = self.config.access.mtp_roles(reply.mtp());
         let role = match find_controller(&self.tables, from_id).await {
             Some(mut known) => {
-                known.role.references.extend_from_slice(mtp_roles);
-                known.role
+                if let Some(granted) = certified {
+                    known.inherit(&self.tables, granted);
+                }
+                let mut role = known.role();
+                role.references.extend_from_slice(mtp_roles);
+                role
             }
-            None if !mtp_roles.is_empty() => Role {
-                references: mtp_roles.to_vec(),
-            },
+            // An endpoint that is not a Controller holds only what its way in grants.
+            None if certified
+                .as_ref()
+                .is_some_and(|granted| !granted.is_empty())
+                || !mtp_roles.is_empty() =>
+            {
+                Role {
+                    references: certified
+                        .unwrap_or_default()
+                        .into_iter()
+                        .chain(mtp_roles.iter().cloned())
+                        .collect(),
+                }
+            }
             None if self.config.agent.serve_untrusted => Role {
                 references: trust.untrusted_roles().to_vec(),
             },

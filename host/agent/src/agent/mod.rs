@@ -26,16 +26,19 @@ use usp_dm::{CommitHook, DataModel, DmError, MemoryProvider, Provider, StoredCha
 use usp_mtp::{MtpSettings, Mtps};
 
 use crate::boot::{self, BootError};
+use crate::builtin::certificate::{self, Certificates};
 use crate::builtin::device::DeviceProvider;
 use crate::builtin::device_info::DeviceInfoProvider;
-use crate::builtin::local_agent::{self, LocalAgentProvider, LocalAgentTables, SUBSCRIPTION_TABLE};
+use crate::builtin::local_agent::{
+    self, CONTROLLER_TABLE, LocalAgentProvider, LocalAgentTables, SUBSCRIPTION_TABLE,
+};
 use crate::builtin::mtp_tables::{self, MtpParents};
 use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::Config;
 use crate::control::server::{ControlError, ControlServer};
 use crate::notify::Notifier;
-use crate::rbac::ControllerTrustProvider;
 use crate::rbac::controller_trust::CONTROLLER_TRUST;
+use crate::rbac::{CertificateRoles, ControllerTrustProvider};
 use crate::store::{Store, StoreError};
 
 use actor::{Actor, Inputs};
@@ -118,6 +121,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     }
     mtp_tables::forget_links(&tables).await;
     drop_non_persistent_subscriptions(&tables).await;
+    let (certificates, unusable) = Certificates::load(&config.controller_certificate_files());
+    for error in unusable {
+        tracing::error!(%error, "trusted certificates not listed in Device.LocalAgent.Certificate.");
+    }
+    certificate::sync_table(&tables, &certificates);
+    forget_inherited_roles(&tables).await;
 
     let (changes_tx, changes) = mpsc::unbounded_channel();
     let mut dm = DataModel::new_tagged(Arc::new(move |provider, change| {
@@ -137,7 +146,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         started,
         tables.clone(),
     )?))?;
-    dm.register(Arc::new(LocalAgentTables::new(tables.clone(), actions_tx)))?;
+    dm.register(Arc::new(LocalAgentTables::new(
+        tables.clone(),
+        actions_tx,
+        certificates.clone(),
+    )))?;
     dm.register(Arc::new(MtpParents::new(tables.clone())?))?;
     let trust = controller_trust.trust();
     dm.register(Arc::new(controller_trust))?;
@@ -182,6 +195,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         hooks: Arc::new(Hooks::new(tables.clone())),
         tables,
         trust,
+        certificates,
+        certificate_roles: CertificateRoles::default(),
         mtps,
         pending,
         notifier,
@@ -230,6 +245,22 @@ async fn drop_non_persistent_subscriptions(tables: &MemoryProvider) {
             && let Err(error) = tables.delete_instance(&row)
         {
             tracing::warn!(%error, %row, "could not drop a non-persistent subscription");
+        }
+    }
+}
+
+/// R-SEC.21: role decisions do not survive a reboot. `InheritedRole` holds the role a
+/// Controller's certificate granted on its latest TLS connection, so it starts empty.
+async fn forget_inherited_roles(tables: &MemoryProvider) {
+    let Ok(numbers) = tables.instances(CONTROLLER_TABLE).await else {
+        return;
+    };
+    for number in numbers {
+        let path = format!("{CONTROLLER_TABLE}{number}.InheritedRole");
+        if tables.value(&path).is_some_and(|roles| !roles.is_empty())
+            && let Err(error) = tables.set_value(&path, "")
+        {
+            tracing::warn!(%error, %path, "could not clear an inherited role");
         }
     }
 }

@@ -1,9 +1,11 @@
 //! `Device.LocalAgent.`: the agent's computed values (a native provider) and its stored
 //! configuration tables (a [`MemoryProvider`] whose commits the agent persists):
 //! `Controller.{i}` (with `MTP.{i}`, `BootParameter.{i}`, `TransferCompletePolicy`),
-//! `MTP.{i}`, `Subscription.{i}` and the volatile `Request.{i}` (async operations do not
-//! survive a restart, so its rows are never persisted). [`LocalAgentTables`] serves those
-//! tables and their one command, `Controller.{i}.SendOnBoardRequest()`.
+//! `MTP.{i}`, `Subscription.{i}`, `Certificate.{i}` (filled from the trust files, see
+//! [`super::certificate`]) and the volatile `Request.{i}` (async operations do not survive a
+//! restart, so its rows are never persisted). [`LocalAgentTables`] serves those tables and
+//! their commands: `Controller.{i}.SendOnBoardRequest()`, `Certificate.{i}.Delete()` and
+//! `Certificate.{i}.GetFingerprint()`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +18,7 @@ use usp_dm::{
     Provider, ProviderError, Schema, Transaction,
 };
 
+use super::certificate::{self, CERTIFICATE_ROW, CERTIFICATE_TABLE, Certificates};
 use super::device::DeviceAction;
 use super::{BuiltinError, ReadOnlyTransaction, no_tables, standard_object, standard_subtree};
 
@@ -37,10 +40,18 @@ const CONTROLLER_ROW: &str = "Device.LocalAgent.Controller.{i}.";
 const SEND_ON_BOARD_REQUEST: &str = "SendOnBoardRequest()";
 
 /// The stored tables under `Device.LocalAgent.`; committed changes go to `hook`. Their schema
-/// keeps `Controller.{i}.SendOnBoardRequest()`, which [`LocalAgentTables`] runs.
+/// keeps the commands [`LocalAgentTables`] runs.
 pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
-    let controller_commands =
-        standard_object(CONTROLLER_ROW, &[], &[SEND_ON_BOARD_REQUEST], &[])?.commands;
+    let commands = [
+        (
+            CONTROLLER_ROW,
+            standard_object(CONTROLLER_ROW, &[], &[SEND_ON_BOARD_REQUEST], &[])?.commands,
+        ),
+        (
+            CERTIFICATE_ROW,
+            standard_object(CERTIFICATE_ROW, &[], &certificate::COMMANDS, &[])?.commands,
+        ),
+    ];
     let mut schema = Schema::new();
     for (root, without) in [
         (
@@ -50,11 +61,12 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
         ("Device.LocalAgent.MTP.{i}.", &[][..]),
         ("Device.LocalAgent.Subscription.{i}.", &[][..]),
         ("Device.LocalAgent.Request.{i}.", &[][..]),
+        (CERTIFICATE_ROW, &[][..]),
     ] {
         for def in standard_subtree(root, without)?.objects() {
             let mut def = def.clone();
-            if def.path == CONTROLLER_ROW {
-                def.commands = controller_commands.clone();
+            if let Some((_, kept)) = commands.iter().find(|(row, _)| def.path == *row) {
+                def.commands = kept.clone();
             }
             schema.insert(def);
         }
@@ -68,17 +80,28 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
 }
 
 /// Serves the stored tables (everything but commands is the [`MemoryProvider`]'s) and runs
-/// `Controller.{i}.SendOnBoardRequest()`: it marks the Controller not on-boarded and hands
-/// the OnBoardRequest to the agent, which sends and retries it once the OperateResp is out.
+/// their commands. `Controller.{i}.SendOnBoardRequest()` marks the Controller not on-boarded
+/// and hands the OnBoardRequest to the agent, which sends and retries it once the OperateResp
+/// is out; the `Certificate.{i}` commands are [`certificate::operate`]'s.
 pub struct LocalAgentTables {
     tables: MemoryProvider,
     actions: mpsc::UnboundedSender<DeviceAction>,
+    certificates: Certificates,
 }
 
 impl LocalAgentTables {
-    /// Serves `tables` (from [`tables`]); OnBoardRequests are handed over on `actions`.
-    pub fn new(tables: MemoryProvider, actions: mpsc::UnboundedSender<DeviceAction>) -> Self {
-        LocalAgentTables { tables, actions }
+    /// Serves `tables` (from [`tables`]); OnBoardRequests are handed over on `actions`;
+    /// `certificates` are those the `Certificate.{i}` rows list.
+    pub fn new(
+        tables: MemoryProvider,
+        actions: mpsc::UnboundedSender<DeviceAction>,
+        certificates: Certificates,
+    ) -> Self {
+        LocalAgentTables {
+            tables,
+            actions,
+            certificates,
+        }
     }
 
     /// `Controller.{i}.SendOnBoardRequest()` (digest §3.11, R-NOT.5): only towards an enabled
@@ -145,10 +168,13 @@ impl Provider for LocalAgentTables {
         &self,
         command: &str,
         _command_key: &str,
-        _input: Args,
+        input: Args,
     ) -> Result<OperateOutcome, ProviderError> {
         if command.starts_with(CONTROLLER_TABLE) && command.ends_with(SEND_ON_BOARD_REQUEST) {
             return self.send_on_board_request(command);
+        }
+        if command.starts_with(CERTIFICATE_TABLE) {
+            return certificate::operate(&self.tables, &self.certificates, command, &input);
         }
         Err(super::no_command(command))
     }
@@ -181,8 +207,10 @@ impl LocalAgentProvider {
                 "SoftwareVersion",
                 "UpTime",
                 "SupportedProtocols",
+                "SupportedFingerprintAlgorithms",
                 "MTPNumberOfEntries",
                 "ControllerNumberOfEntries",
+                "CertificateNumberOfEntries",
                 "SubscriptionNumberOfEntries",
                 "RequestNumberOfEntries",
             ],
@@ -217,8 +245,10 @@ impl LocalAgentProvider {
             "SoftwareVersion" => self.software_version.clone(),
             "UpTime" => self.started.elapsed().as_secs().to_string(),
             "SupportedProtocols" => self.supported_protocols.clone(),
+            "SupportedFingerprintAlgorithms" => certificate::FINGERPRINT_ALGORITHMS.to_string(),
             "MTPNumberOfEntries" => count(MTP_TABLE).await,
             "ControllerNumberOfEntries" => count(CONTROLLER_TABLE).await,
+            "CertificateNumberOfEntries" => count(CERTIFICATE_TABLE).await,
             "SubscriptionNumberOfEntries" => count(SUBSCRIPTION_TABLE).await,
             "RequestNumberOfEntries" => count(REQUEST_TABLE).await,
             _ => return None,
@@ -327,6 +357,11 @@ mod tests {
         assert_eq!(values["ControllerNumberOfEntries"], "1");
         assert_eq!(values["SubscriptionNumberOfEntries"], "0");
         assert_eq!(values["SupportedProtocols"], "UDS");
+        assert_eq!(
+            values["SupportedFingerprintAlgorithms"],
+            "SHA-1,SHA-224,SHA-256,SHA-384,SHA-512"
+        );
+        assert_eq!(values["CertificateNumberOfEntries"], "0");
     }
 
     #[tokio::test]
@@ -364,7 +399,7 @@ mod tests {
             .set_value(&format!("{row}.OnBoardingComplete"), "true")
             .unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let provider = LocalAgentTables::new(tables.clone(), tx);
+        let provider = LocalAgentTables::new(tables.clone(), tx, Certificates::default());
         let def = provider.schema();
         let command = def
             .object(CONTROLLER_ROW)
@@ -395,7 +430,7 @@ mod tests {
         let tables = tables(Arc::new(|_| {})).unwrap();
         let row = controller(&tables, "false");
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let provider = LocalAgentTables::new(tables, tx);
+        let provider = LocalAgentTables::new(tables, tx, Certificates::default());
         let error = provider
             .operate(&format!("{row}.SendOnBoardRequest()"), "", Args::new())
             .await

@@ -4,8 +4,10 @@
 //! - [`device`]: `Device.` itself: `Reboot()`, `FactoryReset()`, `ScheduleTimer()`, `Boot!`;
 //! - [`device_info`]: `Device.DeviceInfo.` basics, from the config;
 //! - [`local_agent`]: `Device.LocalAgent.` computed values, and the stored tables
-//!   (`Controller.{i}`, `MTP.{i}`, `Subscription.{i}`, `Request.{i}`) in a [`MemoryProvider`],
-//!   served with `Controller.{i}.SendOnBoardRequest()`;
+//!   (`Controller.{i}`, `MTP.{i}`, `Subscription.{i}`, `Certificate.{i}`, `Request.{i}`) in a
+//!   [`MemoryProvider`], served with their commands;
+//! - [`certificate`]: the trusted certificates behind `Device.LocalAgent.Certificate.{i}`,
+//!   their fingerprints, and the lookup `ControllerTrust.Credential.{i}` needs;
 //! - [`mtp_tables`]: the MTP configuration as data (`Device.MQTT.Client.{i}`,
 //!   `Device.STOMP.Connection.{i}`, `Device.UnixDomainSockets.UnixDomainSocket.{i}`, stored with
 //!   the LocalAgent tables) and how it becomes the MTPs that run.
@@ -13,6 +15,7 @@
 //! Schemas come from the generated TR-181 model (`usp_dm::tr181`), trimmed to what is served:
 //! GetSupportedDM never advertises a parameter or command the agent does not implement.
 
+pub mod certificate;
 pub mod device;
 pub mod device_info;
 pub mod local_agent;

@@ -4,8 +4,9 @@
 //! tables), the `*NumberOfEntries` counts, and the `RequestChallenge()` /
 //! `ChallengeResponse()` commands.
 //!
-//! Every committed change rebuilds the [`usp_rbac::Trust`] published through [`TrustHandle`],
-//! so a role edit applies from the next message on. Values that RBAC would have to ignore
+//! Every committed change rebuilds the [`usp_rbac::Trust`] published through [`TrustHandle`]
+//! (roles, the special role lists and the `Credential.{i}` rows), so a role or credential edit
+//! applies from the next message on. Values that RBAC would have to ignore
 //! (a malformed `Targets` item or `rwxn` string) are refused at write time with 7012 naming
 //! the parameter.
 
@@ -20,8 +21,8 @@ use usp_dm::{
     ParamValues, Provider, ProviderError, Schema, Snapshot, Transaction,
 };
 use usp_rbac::{
-    Challenge, Challenges, Grants, Permission, Rights, Role, Target, Trust,
-    assigned_after_challenge,
+    AllowedUses, Challenge, Challenges, Credential, Grants, Permission, Rights, Role, Target,
+    Trust, assigned_after_challenge,
 };
 
 use crate::builtin::{BuiltinError, standard_object, standard_subtree};
@@ -218,7 +219,47 @@ impl ControllerTrustProvider {
         };
         trust.set_untrusted_roles(list("UntrustedRole"));
         trust.set_secured_roles(list("SecuredRoles"));
+        trust.set_credentials(self.credentials().await);
         self.trust.publish(trust);
+    }
+
+    /// The `Credential.{i}` rows in instance order. An `AllowedUses` left empty (the standard
+    /// gives it no default) counts as `MTP-only`: a Credential grants a role only when told to.
+    async fn credentials(&self) -> Vec<Credential> {
+        let numbers = self
+            .tables
+            .instances(CREDENTIAL_TABLE)
+            .await
+            .unwrap_or_default();
+        numbers
+            .into_iter()
+            .filter_map(|number| {
+                let path = format!("{CREDENTIAL_TABLE}{number}.");
+                let value = |name: &str| {
+                    self.tables
+                        .value(&format!("{path}{name}"))
+                        .unwrap_or_default()
+                };
+                let uses = value("AllowedUses");
+                let allowed_uses = if uses.is_empty() {
+                    AllowedUses::MtpOnly
+                } else {
+                    match uses.parse() {
+                        Ok(uses) => uses,
+                        Err(error) => {
+                            tracing::warn!(path, %error, "credential ignored");
+                            return None;
+                        }
+                    }
+                };
+                Some(Credential {
+                    enable: value("Enable") == "true",
+                    roles: split_list(&value("Role")),
+                    certificate: value("Credential"),
+                    allowed_uses,
+                })
+            })
+            .collect()
     }
 
     fn challenge(&self, reference: &str) -> Option<Challenge> {

@@ -123,8 +123,8 @@ async fn open(
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| PeerAuth::Broker(tls::peer_certificate(c)))
+                .filter(|chain| !chain.is_empty())
+                .map(|chain| PeerAuth::Broker(tls::peer_certificate(chain)))
                 .unwrap_or(PeerAuth::None);
             Ok((Box::new(stream), peer))
         }

@@ -188,8 +188,8 @@ async fn accept(
                     .get_ref()
                     .1
                     .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| PeerAuth::Endpoint(tls::peer_certificate(c)))
+                    .filter(|chain| !chain.is_empty())
+                    .map(|chain| PeerAuth::Endpoint(tls::peer_certificate(chain)))
                     .unwrap_or(PeerAuth::None);
                 let (ws, eid) = upgrade(tls, &cfg.path, &ctx).await?;
                 Some((ws, eid, peer))
@@ -386,8 +386,8 @@ async fn connect_once(
                 .get_ref()
                 .1
                 .peer_certificates()
-                .and_then(|c| c.first())
-                .map(|c| PeerAuth::Endpoint(tls::peer_certificate(c)))
+                .filter(|chain| !chain.is_empty())
+                .map(|chain| PeerAuth::Endpoint(tls::peer_certificate(chain)))
                 .unwrap_or(PeerAuth::None);
             let ws = client_handshake(request, tls, &ctx).await?;
             session(ws, eid, peer, keep_alive, true, ctx, id, sessions, shutdown).await;
