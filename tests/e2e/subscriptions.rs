@@ -377,7 +377,10 @@ async fn tp_1_93_trigger_action_config_applies_its_settings_and_sends_no_notify(
                 ("Enable", "true"),
                 ("ID", "watches-the-result"),
                 ("NotifType", "ValueChange"),
-                ("ReferenceList", "Device.LocalAgent.Controller.1.ControllerCode"),
+                (
+                    "ReferenceList",
+                    "Device.LocalAgent.Controller.1.ControllerCode",
+                ),
             ],
         )
         .await?;
