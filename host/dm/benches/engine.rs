@@ -8,9 +8,9 @@
 //!   over a 10 000-instance table.
 //! - `set_100_params`: one Set of 100 instance paths (one parameter each) in one transaction,
 //!   then commit (a 100-instance table).
-//! - `add_at_1600`: resolve the table, Add one instance with its unique key given, commit, in a
-//!   1 600-instance table (the previous iteration's instance is deleted outside the timing, so
-//!   the table keeps its size).
+//! - `add_at_1600`, `add_at_16000`: resolve the table, Add one instance with its unique key
+//!   given, commit, in a table of that size (the previous iteration's instance is deleted
+//!   outside the timing, so the table keeps its size). The two should cost about the same.
 //!
 //! Run: `cargo bench -p usp-dm --bench engine`.
 
@@ -178,10 +178,16 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    let dm = table(1_600);
+    for size in [1_600, 16_000] {
+        add_at(c, &rt, size);
+    }
+}
+
+fn add_at(c: &mut Criterion, rt: &tokio::runtime::Runtime, size: u32) {
+    let dm = table(size);
     let added: RefCell<Option<String>> = RefCell::new(None);
     let mut round = 0u32;
-    c.bench_function("add_at_1600", |b| {
+    c.bench_function(&format!("add_at_{size}"), |b| {
         b.iter_batched(
             || {
                 if let Some(path) = added.borrow_mut().take() {
