@@ -9,6 +9,7 @@
 //!   `cpe-N` values for unique-key strings that were not supplied (`Alias`, R-ADD.5) and
 //!   enforces unique keys (7025);
 //! - Delete removes the instance and everything below it;
+//! - [`MemoryProvider::find_by_key`] finds a committed row by a unique key without a scan;
 //! - every committed change set is reported once to the commit hook as [`StoredChange`]s, so
 //!   the agent can write it in one SQLite transaction per message; [`MemoryProvider::restore`]
 //!   loads a [`Snapshot`] of those rows at boot.
@@ -240,6 +241,32 @@ impl MemoryProvider {
             .get(&path[..=cut])?
             .get(&path[cut + 1..])
             .cloned()
+    }
+
+    /// The instance of `table` (a concrete table path, `Device.LocalAgent.Controller.`) whose
+    /// unique key made of exactly the parameters named in `key` holds the given values, as
+    /// committed: one index lookup, whatever the table's size. `None` when no instance holds
+    /// them or when those parameters are not a unique key of the table.
+    pub fn find_by_key(&self, table: &str, key: &[(&str, &str)]) -> Option<u32> {
+        let supported = format!("{}{{i}}.", supported_path(table));
+        let columns = self.inner.columns.get(&supported)?;
+        let def = self.inner.schema.object(&supported)?;
+        let set = def.unique_keys.iter().position(|names| {
+            names.len() == key.len()
+                && names
+                    .iter()
+                    .all(|name| key.iter().any(|(given, _)| given == name))
+        })?;
+        let values: ParamValues = key
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let store = self.store();
+        store
+            .keys
+            .get(table)?
+            .holders(set, &columns.values(set, &values))
+            .next()
     }
 
     /// Agent-internal write (no access checks): sets a parameter, reports it to the commit hook
@@ -1401,6 +1428,29 @@ mod tests {
             }
             assert_eq!(provider.snapshot().instances.len(), committed.len());
         }
+    }
+
+    #[tokio::test]
+    async fn find_by_key_answers_from_committed_rows_only() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("h", "80")));
+        ok(provider.add_instance("Device.NAT.PortMapping.", &alias("web")));
+        let table = "Device.NAT.PortMapping.";
+        assert_eq!(provider.find_by_key(table, &[("Alias", "web")]), Some(2));
+        assert_eq!(
+            provider.find_by_key(table, &[("ExternalPort", "80"), ("RemoteHost", "h")]),
+            Some(1)
+        );
+        assert_eq!(provider.find_by_key(table, &[("RemoteHost", "h")]), None);
+        assert_eq!(provider.find_by_key(table, &[("Alias", "nope")]), None);
+        let mut tx = ok(provider.begin().await);
+        ok(tx.add(table, &alias("staged")).await);
+        ok(tx.delete("Device.NAT.PortMapping.2.").await);
+        assert_eq!(provider.find_by_key(table, &[("Alias", "staged")]), None);
+        assert_eq!(provider.find_by_key(table, &[("Alias", "web")]), Some(2));
+        commit(tx).await;
+        assert_eq!(provider.find_by_key(table, &[("Alias", "staged")]), Some(3));
+        assert_eq!(provider.find_by_key(table, &[("Alias", "web")]), None);
     }
 
     #[tokio::test]
