@@ -15,8 +15,9 @@
 //!   loads a [`Snapshot`] of those rows at boot.
 //!
 //! Transactions stage their writes in an overlay: readers see nothing before commit. Unique
-//! keys are checked through an index (`keys`), so an Add costs the same in a table of ten rows
-//! or of thousands.
+//! keys are checked through an index (`keys`) and table membership is staged as added and
+//! removed numbers, so an Add or a Delete costs about the same in a table of ten rows or of
+//! tens of thousands.
 
 mod keys;
 
