@@ -8,12 +8,17 @@
 //!   over a 10 000-instance table.
 //! - `set_100_params`: one Set of 100 instance paths (one parameter each) in one transaction,
 //!   then commit (a 100-instance table).
+//! - `add_at_1600`, `add_at_16000`: resolve the table, Add one instance with its unique key
+//!   given, commit, in a table of that size (the previous iteration's instance is deleted
+//!   outside the timing, so the table keeps its size). The two should cost about the same.
 //!
 //! Run: `cargo bench -p usp-dm --bench engine`.
 
 use std::sync::Arc;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use std::cell::RefCell;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use usp_dm::{
     DataModel, DmError, MemoryProvider, ObjectAccess, ObjectDef, ParamAccess, ParamDef,
     ParamValues, ReadRequest, Schema, Snapshot, ValueType,
@@ -171,6 +176,46 @@ fn benches(c: &mut Criterion) {
                 tx.commit().await.map(|changes| changes.len())
             })
         })
+    });
+
+    for size in [1_600, 16_000] {
+        add_at(c, &rt, size);
+    }
+}
+
+fn add_at(c: &mut Criterion, rt: &tokio::runtime::Runtime, size: u32) {
+    let dm = table(size);
+    let added: RefCell<Option<String>> = RefCell::new(None);
+    let mut round = 0u32;
+    c.bench_function(&format!("add_at_{size}"), |b| {
+        b.iter_batched(
+            || {
+                if let Some(path) = added.borrow_mut().take() {
+                    rt.block_on(async {
+                        let resolution = dm.resolve_str(&path).await?;
+                        let mut tx = dm.begin();
+                        tx.delete(&resolution.objects[0]).await?;
+                        tx.commit().await
+                    })
+                    .unwrap_or_else(|error| panic!("{path}: {error}"));
+                }
+                round += 1;
+                ParamValues::from([("Name".to_string(), format!("added-{round}"))])
+            },
+            |params| {
+                let path = rt
+                    .block_on(async {
+                        let resolution = dm.resolve_str("Device.X_Bench.Item.").await?;
+                        let mut tx = dm.begin();
+                        let number = tx.add(&resolution.objects[0], &params).await?;
+                        tx.commit().await?;
+                        Ok::<_, DmError>(format!("Device.X_Bench.Item.{number}."))
+                    })
+                    .unwrap_or_else(|error| panic!("add: {error}"));
+                *added.borrow_mut() = Some(path);
+            },
+            BatchSize::PerIteration,
+        )
     });
 }
 

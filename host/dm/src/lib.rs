@@ -12,7 +12,8 @@
 //!   keys, reference following.
 //! - [`txn`]: [`DmTransaction`], Controller writes across providers (prepare all, commit all).
 //! - [`memory`]: [`MemoryProvider`], the schema-driven in-memory provider for built-in
-//!   configuration objects, with change-set reporting for persistence and `restore`.
+//!   configuration objects, with change-set reporting for persistence and `restore`; its
+//!   private `keys` module is the per-table unique-key index.
 //! - [`subscription`]: does a changed path match a subscription's ReferenceList entry.
 //! - [`tr181`]: the standard TR-181 Device:2.19 schema, generated and embedded.
 //! - [`error`]: [`DmError`], every engine failure (mapped to USP codes by the message layer).

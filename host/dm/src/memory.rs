@@ -9,13 +9,19 @@
 //!   `cpe-N` values for unique-key strings that were not supplied (`Alias`, R-ADD.5) and
 //!   enforces unique keys (7025);
 //! - Delete removes the instance and everything below it;
+//! - [`MemoryProvider::find_by_key`] finds a committed row by a unique key without a scan;
 //! - every committed change set is reported once to the commit hook as [`StoredChange`]s, so
 //!   the agent can write it in one SQLite transaction per message; [`MemoryProvider::restore`]
 //!   loads a [`Snapshot`] of those rows at boot.
 //!
-//! Transactions stage their writes in an overlay: readers see nothing before commit.
+//! Transactions stage their writes in an overlay: readers see nothing before commit. Unique
+//! keys are checked through an index (`keys`) and table membership is staged as added and
+//! removed numbers, so an Add or a Delete costs about the same in a table of ten rows or of
+//! tens of thousands.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod keys;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -27,6 +33,7 @@ use crate::provider::{
 };
 use crate::schema::{ObjectDef, ParamAccess, Schema};
 use crate::value::ValueType;
+use keys::{Columns, KeyIndex};
 
 /// One persisted row-level change, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +89,16 @@ struct Store {
     tables: BTreeMap<String, BTreeSet<u32>>,
     /// Concrete table path → next instance number.
     next: BTreeMap<String, u32>,
+    /// Concrete table path → its unique-key index (tables with unique keys only), kept equal
+    /// to what `objects` holds.
+    keys: HashMap<String, KeyIndex>,
 }
 
 struct Inner {
     name: String,
     schema: Arc<Schema>,
+    /// Supported path of each table with unique keys (`Device.X.{i}.`) → its indexed columns.
+    columns: HashMap<String, Columns>,
     store: Mutex<Store>,
     hook: Option<CommitHook>,
     volatile: Vec<String>,
@@ -122,6 +134,14 @@ pub fn supported_path(concrete: &str) -> String {
     out
 }
 
+/// The table and instance number of a concrete instance path (`Device.X.3.` → `Device.X.`, 3).
+fn split_instance(path: &str) -> Option<(&str, u32)> {
+    let trimmed = path.trim_end_matches('.');
+    let cut = trimmed.rfind('.')?;
+    let number = trimmed[cut + 1..].parse().ok()?;
+    Some((&path[..=cut], number))
+}
+
 fn error(code: UspErrorCode, message: impl Into<String>) -> ProviderError {
     ProviderError::new(code, message)
 }
@@ -136,6 +156,18 @@ fn defaults(def: &ObjectDef) -> ParamValues {
             )
         })
         .collect()
+}
+
+impl Inner {
+    /// For an instance of a table with unique keys: its table, number and indexed columns.
+    fn keyed<'p>(&self, path: &'p str) -> Option<(&'p str, u32, &Columns)> {
+        if self.columns.is_empty() {
+            return None;
+        }
+        let columns = self.columns.get(&supported_path(path))?;
+        let (table, number) = split_instance(path)?;
+        Some((table, number, columns))
+    }
 }
 
 impl MemoryProvider {
@@ -153,10 +185,15 @@ impl MemoryProvider {
                 store.objects.insert(def.path.clone(), defaults(def));
             }
         }
+        let columns = schema
+            .objects()
+            .filter_map(|def| Some((def.path.clone(), Columns::of(def)?)))
+            .collect();
         MemoryProvider {
             inner: Arc::new(Inner {
                 name: name.into(),
                 schema: Arc::new(schema),
+                columns,
                 store: Mutex::new(store),
                 hook: None,
                 volatile: Vec::new(),
@@ -205,6 +242,32 @@ impl MemoryProvider {
             .get(&path[..=cut])?
             .get(&path[cut + 1..])
             .cloned()
+    }
+
+    /// The instance of `table` (a concrete table path, `Device.LocalAgent.Controller.`) whose
+    /// unique key made of exactly the parameters named in `key` holds the given values, as
+    /// committed: one index lookup, whatever the table's size. `None` when no instance holds
+    /// them or when those parameters are not a unique key of the table.
+    pub fn find_by_key(&self, table: &str, key: &[(&str, &str)]) -> Option<u32> {
+        let supported = format!("{}{{i}}.", supported_path(table));
+        let columns = self.inner.columns.get(&supported)?;
+        let def = self.inner.schema.object(&supported)?;
+        let set = def.unique_keys.iter().position(|names| {
+            names.len() == key.len()
+                && names
+                    .iter()
+                    .all(|name| key.iter().any(|(given, _)| given == name))
+        })?;
+        let values: ParamValues = key
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        let store = self.store();
+        store
+            .keys
+            .get(table)?
+            .holders(set, &columns.values(set, &values))
+            .next()
     }
 
     /// Agent-internal write (no access checks): sets a parameter, reports it to the commit hook
@@ -274,8 +337,23 @@ impl MemoryProvider {
             overlay, journal, ..
         } = tx;
         {
-            let mut store = self.store();
+            let mut guard = self.store();
+            let store = &mut *guard;
             for (path, values) in overlay.objects {
+                if let Some((table, number, columns)) = self.inner.keyed(&path) {
+                    if let Some(old) = store.objects.get(&path)
+                        && let Some(index) = store.keys.get_mut(table)
+                    {
+                        index.remove(columns, number, old);
+                    }
+                    if let Some(new) = &values {
+                        store
+                            .keys
+                            .entry(table.to_string())
+                            .or_default()
+                            .insert(columns, number, new);
+                    }
+                }
                 match values {
                     Some(values) => {
                         store.objects.insert(path, values);
@@ -285,13 +363,12 @@ impl MemoryProvider {
                     }
                 }
             }
-            for (path, numbers) in overlay.tables {
-                match numbers {
-                    Some(numbers) => {
-                        store.tables.insert(path, numbers);
-                    }
+            for (path, delta) in overlay.tables {
+                match delta {
+                    Some(delta) => delta.apply(store.tables.entry(path).or_default()),
                     None => {
                         store.tables.remove(&path);
+                        store.keys.remove(&path);
                     }
                 }
             }
@@ -371,6 +448,15 @@ impl MemoryProvider {
             let next = store.next.entry(table).or_insert(1);
             *next = (*next).max(highest.saturating_add(1));
         }
+        let Store { objects, keys, .. } = &mut *store;
+        keys.clear();
+        for (path, values) in objects.iter() {
+            if let Some((table, number, columns)) = self.inner.keyed(path) {
+                keys.entry(table.to_string())
+                    .or_default()
+                    .insert(columns, number, values);
+            }
+        }
         report
     }
 
@@ -439,12 +525,50 @@ fn create_instance(schema: &Schema, store: &mut Store, path: &str) -> bool {
     true
 }
 
-/// Staged writes of one transaction: `None` marks a deletion.
+/// Staged writes of one transaction: `None` marks a deletion (of an object or a whole table).
 #[derive(Debug, Default)]
 struct Overlay {
     objects: BTreeMap<String, Option<ParamValues>>,
-    tables: BTreeMap<String, Option<BTreeSet<u32>>>,
+    tables: BTreeMap<String, Option<TableDelta>>,
     next: BTreeMap<String, u32>,
+    /// Unique-key index of the staged instances (those `objects` holds as `Some`), per table.
+    keys: HashMap<String, KeyIndex>,
+}
+
+/// The staged membership changes of one table: what an Add or Delete costs does not depend on
+/// the table's size.
+#[derive(Debug, Default)]
+struct TableDelta {
+    /// Created by this transaction (a nested table of a staged instance): the store's numbers,
+    /// if any, do not count.
+    fresh: bool,
+    added: BTreeSet<u32>,
+    removed: BTreeSet<u32>,
+}
+
+impl TableDelta {
+    fn fresh() -> Self {
+        TableDelta {
+            fresh: true,
+            ..TableDelta::default()
+        }
+    }
+
+    fn remove(&mut self, number: u32) {
+        if !self.added.remove(&number) {
+            self.removed.insert(number);
+        }
+    }
+
+    fn apply(self, numbers: &mut BTreeSet<u32>) {
+        if self.fresh {
+            numbers.clear();
+        }
+        for number in &self.removed {
+            numbers.remove(number);
+        }
+        numbers.extend(self.added);
+    }
 }
 
 struct MemoryTransaction {
@@ -454,71 +578,125 @@ struct MemoryTransaction {
 }
 
 impl MemoryTransaction {
-    fn schema(&self) -> &Schema {
-        &self.provider.inner.schema
-    }
-
     fn object(&self, store: &Store, path: &str) -> Option<ParamValues> {
-        self.object_ref(store, path).cloned()
-    }
-
-    fn object_ref<'s>(&'s self, store: &'s Store, path: &str) -> Option<&'s ParamValues> {
         match self.overlay.objects.get(path) {
-            Some(values) => values.as_ref(),
-            None => store.objects.get(path),
+            Some(values) => values.clone(),
+            None => store.objects.get(path).cloned(),
         }
     }
 
-    fn table(&self, store: &Store, path: &str) -> Option<BTreeSet<u32>> {
-        match self.overlay.tables.get(path) {
-            Some(numbers) => numbers.clone(),
-            None => store.tables.get(path).cloned(),
+    fn table_exists(&self, store: &Store, table: &str) -> bool {
+        match self.overlay.tables.get(table) {
+            Some(delta) => delta.is_some(),
+            None => store.tables.contains_key(table),
         }
     }
 
-    /// Checks every unique key of the table holding `instance` against its siblings.
+    fn has_instance(&self, store: &Store, table: &str, number: u32) -> bool {
+        let stored = || {
+            store
+                .tables
+                .get(table)
+                .is_some_and(|numbers| numbers.contains(&number))
+        };
+        match self.overlay.tables.get(table) {
+            Some(Some(delta)) => {
+                delta.added.contains(&number)
+                    || (!delta.fresh && !delta.removed.contains(&number) && stored())
+            }
+            Some(None) => false,
+            None => stored(),
+        }
+    }
+
+    /// The highest number `table` holds, or held before this transaction deleted it.
+    fn highest(&self, store: &Store, table: &str) -> Option<u32> {
+        let (fresh, staged) = match self.overlay.tables.get(table) {
+            Some(Some(delta)) => (delta.fresh, delta.added.last().copied()),
+            _ => (false, None),
+        };
+        let stored = store
+            .tables
+            .get(table)
+            .filter(|_| !fresh)
+            .and_then(|numbers| numbers.last().copied());
+        staged.max(stored)
+    }
+
+    /// The staged membership of `table`; only for a table that exists.
+    fn stage_table(&mut self, table: &str) -> &mut TableDelta {
+        self.overlay
+            .tables
+            .entry(table.to_string())
+            .or_insert_with(|| Some(TableDelta::default()))
+            .get_or_insert_with(TableDelta::default)
+    }
+
+    /// The lowest-numbered instance of `table` other than `number` whose values of column set
+    /// `set` are `key`, as this transaction sees the table: staged instances from the overlay's
+    /// index, committed ones from the store's unless this transaction rewrote or deleted them
+    /// (then the overlay's index knows their current values, or they are gone).
+    fn holder(
+        &self,
+        store: &Store,
+        table: &str,
+        set: usize,
+        key: &[Option<String>],
+        number: u32,
+    ) -> Option<u32> {
+        let staged = self
+            .overlay
+            .keys
+            .get(table)
+            .and_then(|index| index.holders(set, key).find(|&other| other != number));
+        let stored = store.keys.get(table).and_then(|index| {
+            index.holders(set, key).find(|&other| {
+                other != number
+                    && !self
+                        .overlay
+                        .objects
+                        .contains_key(&format!("{table}{other}."))
+            })
+        });
+        match (staged, stored) {
+            (Some(staged), Some(stored)) => Some(staged.min(stored)),
+            (staged, stored) => staged.or(stored),
+        }
+    }
+
+    /// Refuses `values` for instance `number` of `table` when a sibling holds the same values
+    /// of a unique key (7025), naming the lowest-numbered such sibling.
     fn check_unique(
         &self,
         store: &Store,
-        instance: &str,
+        (table, number): (&str, u32),
+        def: &ObjectDef,
+        columns: &Columns,
         values: &ParamValues,
     ) -> Result<(), ProviderError> {
-        let supported = supported_path(instance);
-        let Some(def) = self.schema().object(&supported) else {
-            return Ok(());
-        };
-        if def.unique_keys.is_empty() {
-            return Ok(());
-        }
-        let trimmed = instance.trim_end_matches('.');
-        let Some(cut) = trimmed.rfind('.') else {
-            return Ok(());
-        };
-        let table = &instance[..=cut];
-        let Some(numbers) = self.table(store, table) else {
-            return Ok(());
-        };
-        for number in numbers {
-            let sibling = format!("{table}{number}.");
-            if sibling == instance {
-                continue;
-            }
-            let Some(other) = self.object_ref(store, &sibling) else {
-                continue;
-            };
-            for key in &def.unique_keys {
-                if key.iter().all(|name| values.get(name) == other.get(name)) {
-                    return Err(error(
-                        UspErrorCode::DuplicateUniqueKey,
-                        format!("{instance}: {} equals that of {sibling}", key.join("+")),
-                    ));
-                }
+        let mut clash: Option<(u32, &Vec<String>)> = None;
+        for (set, key) in def.unique_keys.iter().enumerate() {
+            if let Some(other) =
+                self.holder(store, table, set, &columns.values(set, values), number)
+                && clash.is_none_or(|(lowest, _)| other < lowest)
+            {
+                clash = Some((other, key));
             }
         }
-        Ok(())
+        match clash {
+            None => Ok(()),
+            Some((other, key)) => Err(error(
+                UspErrorCode::DuplicateUniqueKey,
+                format!(
+                    "{table}{number}.: {} equals that of {table}{other}.",
+                    key.join("+")
+                ),
+            )),
+        }
     }
 
     fn set_sync(&mut self, object: &str, param: &str, value: &str) -> Result<(), ProviderError> {
+        let inner = Arc::clone(&self.provider.inner);
         let store = self.provider.store();
         let mut values = self.object(&store, object).ok_or_else(|| {
             error(
@@ -526,21 +704,32 @@ impl MemoryTransaction {
                 format!("{object} does not exist"),
             )
         })?;
-        let def = self.schema().object(&supported_path(object));
-        if def.is_none_or(|def| def.param(param).is_none()) {
-            return Err(error(
-                UspErrorCode::UnsupportedParameter,
-                format!("{object}{param} is not a supported parameter"),
-            ));
-        }
+        let def = inner
+            .schema
+            .object(&supported_path(object))
+            .filter(|def| def.param(param).is_some())
+            .ok_or_else(|| {
+                error(
+                    UspErrorCode::UnsupportedParameter,
+                    format!("{object}{param} is not a supported parameter"),
+                )
+            })?;
         values.insert(param.to_string(), value.to_string());
-        // Only a key member can create a duplicate.
-        let is_key =
-            def.is_some_and(|def| def.unique_keys.iter().flatten().any(|key| key == param));
-        if is_key {
-            self.check_unique(&store, object, &values)?;
+        let keyed = inner.keyed(object);
+        if let Some((table, number, columns)) = keyed {
+            // Only a key member can create a duplicate.
+            if def.unique_keys.iter().flatten().any(|key| key == param) {
+                self.check_unique(&store, (table, number), def, columns, &values)?;
+            }
         }
         drop(store);
+        if let Some((table, number, columns)) = keyed {
+            let staged = self.overlay.keys.entry(table.to_string()).or_default();
+            if let Some(Some(old)) = self.overlay.objects.get(object) {
+                staged.remove(columns, number, old);
+            }
+            staged.insert(columns, number, &values);
+        }
         self.overlay
             .objects
             .insert(object.to_string(), Some(values));
@@ -552,21 +741,22 @@ impl MemoryTransaction {
     }
 
     fn add_sync(&mut self, table: &str, params: &ParamValues) -> Result<u32, ProviderError> {
+        let inner = Arc::clone(&self.provider.inner);
+        let schema = &inner.schema;
         let store = self.provider.store();
         let supported = format!("{}{{i}}.", supported_path(table));
-        let schema = Arc::clone(&self.provider.inner.schema);
         let def = schema.object(&supported).ok_or_else(|| {
             error(
                 UspErrorCode::ObjectNotATable,
                 format!("{table} is not a table"),
             )
         })?;
-        let mut numbers = self.table(&store, table).ok_or_else(|| {
-            error(
+        if !self.table_exists(&store, table) {
+            return Err(error(
                 UspErrorCode::ObjectDoesNotExist,
                 format!("{table}: parent object does not exist"),
-            )
-        })?;
+            ));
+        }
         let number = self
             .overlay
             .next
@@ -574,7 +764,10 @@ impl MemoryTransaction {
             .or_else(|| store.next.get(table))
             .copied()
             .unwrap_or(1)
-            .max(numbers.last().map_or(1, |n| n.saturating_add(1)));
+            .max(
+                self.highest(&store, table)
+                    .map_or(1, |n| n.saturating_add(1)),
+            );
         let path = format!("{table}{number}.");
         // Build the instance and its sub-objects in a scratch store view.
         let mut objects: BTreeMap<String, ParamValues> = BTreeMap::new();
@@ -617,57 +810,57 @@ impl MemoryTransaction {
         // string keys only when the defaults would collide with an existing instance (an empty
         // `RemoteHost` is a meaningful value, not a missing one).
         let own = objects.entry(path.clone()).or_default();
-        let siblings: Vec<&ParamValues> = if def.unique_keys.is_empty() {
-            Vec::new()
-        } else {
-            numbers
-                .iter()
-                .filter_map(|n| self.object_ref(&store, &format!("{table}{n}.")))
-                .collect()
-        };
-        for key in &def.unique_keys {
-            let collides = siblings
-                .iter()
-                .any(|other| key.iter().all(|name| own.get(name) == other.get(name)));
-            for name in key {
-                let Some(param) = def.param(name) else {
-                    continue;
-                };
-                let generate = param.value_type == ValueType::String
-                    && !params.contains_key(name)
-                    && own.get(name).is_none_or(String::is_empty)
-                    && (param.access == ParamAccess::WriteOnceReadOnly || collides);
-                if generate {
-                    let taken = |candidate: &str| {
-                        siblings
-                            .iter()
-                            .any(|other| other.get(name).is_some_and(|v| v == candidate))
+        let columns = inner.columns.get(&supported);
+        if let Some(columns) = columns {
+            for (set, key) in def.unique_keys.iter().enumerate() {
+                let collides = self
+                    .holder(&store, table, set, &columns.values(set, own), number)
+                    .is_some();
+                for name in key {
+                    let Some(param) = def.param(name) else {
+                        continue;
                     };
-                    let mut candidate = format!("cpe-{number}");
-                    let mut suffix = 1;
-                    while taken(&candidate) {
-                        candidate = format!("cpe-{number}-{suffix}");
-                        suffix += 1;
+                    let generate = param.value_type == ValueType::String
+                        && !params.contains_key(name)
+                        && own.get(name).is_none_or(String::is_empty)
+                        && (param.access == ParamAccess::WriteOnceReadOnly || collides);
+                    if generate {
+                        let taken = |candidate: &str| {
+                            columns.single(name).is_some_and(|single| {
+                                self.holder(
+                                    &store,
+                                    table,
+                                    single,
+                                    &[Some(candidate.to_string())],
+                                    number,
+                                )
+                                .is_some()
+                            })
+                        };
+                        let mut candidate = format!("cpe-{number}");
+                        let mut suffix = 1;
+                        while taken(&candidate) {
+                            candidate = format!("cpe-{number}-{suffix}");
+                            suffix += 1;
+                        }
+                        own.insert(name.clone(), candidate);
                     }
-                    own.insert(name.clone(), candidate);
                 }
             }
         }
         let own = own.clone();
-        numbers.insert(number);
-        let previous = self
-            .overlay
-            .tables
-            .insert(table.to_string(), Some(numbers.clone()));
-        if let Err(conflict) = self.check_unique(&store, &path, &own) {
-            match previous {
-                Some(previous) => self.overlay.tables.insert(table.to_string(), previous),
-                None => self.overlay.tables.remove(table),
-            };
-            return Err(conflict);
+        if let Some(columns) = columns {
+            self.check_unique(&store, (table, number), def, columns, &own)?;
         }
         drop(store);
-        self.overlay.tables.insert(table.to_string(), Some(numbers));
+        self.stage_table(table).added.insert(number);
+        if let Some(columns) = columns {
+            self.overlay
+                .keys
+                .entry(table.to_string())
+                .or_default()
+                .insert(columns, number, &own);
+        }
         self.overlay
             .next
             .insert(table.to_string(), number.saturating_add(1));
@@ -678,7 +871,7 @@ impl MemoryTransaction {
         for nested in tables {
             self.overlay
                 .tables
-                .insert(nested.clone(), Some(BTreeSet::new()));
+                .insert(nested.clone(), Some(TableDelta::fresh()));
             self.overlay.next.insert(nested, 1);
         }
         for (object, values) in objects {
@@ -694,23 +887,19 @@ impl MemoryTransaction {
     }
 
     fn delete_sync(&mut self, path: &str) -> Result<(), ProviderError> {
+        let inner = Arc::clone(&self.provider.inner);
         let store = self.provider.store();
+        let not_an_instance = || {
+            error(
+                UspErrorCode::ObjectNotATable,
+                format!("{path} is not an instance"),
+            )
+        };
         let trimmed = path.trim_end_matches('.');
-        let cut = trimmed.rfind('.').ok_or_else(|| {
-            error(
-                UspErrorCode::ObjectNotATable,
-                format!("{path} is not an instance"),
-            )
-        })?;
+        let cut = trimmed.rfind('.').ok_or_else(not_an_instance)?;
         let table = &path[..=cut];
-        let number: u32 = trimmed[cut + 1..].parse().map_err(|_| {
-            error(
-                UspErrorCode::ObjectNotATable,
-                format!("{path} is not an instance"),
-            )
-        })?;
-        let mut numbers = self.table(&store, table).unwrap_or_default();
-        if !numbers.remove(&number) {
+        let number: u32 = trimmed[cut + 1..].parse().map_err(|_| not_an_instance())?;
+        if !self.has_instance(&store, table, number) {
             return Err(error(
                 UspErrorCode::ObjectDoesNotExist,
                 format!("{path} does not exist"),
@@ -743,13 +932,20 @@ impl MemoryTransaction {
             )
             .collect();
         drop(store);
+        if let Some((_, _, columns)) = inner.keyed(path)
+            && let Some(Some(old)) = self.overlay.objects.get(path)
+            && let Some(staged) = self.overlay.keys.get_mut(table)
+        {
+            staged.remove(columns, number, old);
+        }
         for object in doomed_objects {
             self.overlay.objects.insert(object, None);
         }
         for nested in doomed_tables {
+            self.overlay.keys.remove(&nested);
             self.overlay.tables.insert(nested, None);
         }
-        self.overlay.tables.insert(table.to_string(), Some(numbers));
+        self.stage_table(table).remove(number);
         self.journal.push(StoredChange::ObjectDeleted {
             path: path.to_string(),
         });
@@ -974,6 +1170,288 @@ mod tests {
         // Not supplied, the colliding key member is generated instead (R-ADD.5).
         let number = ok(tx.add("Device.NAT.PortMapping.", &port("90")).await);
         assert_eq!(number, 3);
+    }
+
+    fn mapping(host: &str, port: &str) -> ParamValues {
+        ParamValues::from([
+            ("RemoteHost".to_string(), host.to_string()),
+            ("ExternalPort".to_string(), port.to_string()),
+        ])
+    }
+
+    fn alias(value: &str) -> ParamValues {
+        ParamValues::from([("Alias".to_string(), value.to_string())])
+    }
+
+    fn refused<T: std::fmt::Debug>(result: Result<T, ProviderError>) -> String {
+        match result {
+            Err(error) if error.code == UspErrorCode::DuplicateUniqueKey => error.message,
+            other => panic!("expected 7025, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn deleting_an_instance_frees_its_unique_keys() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("h", "80")));
+        ok(provider.add_instance("Device.NAT.PortMapping.", &alias("web")));
+        // Freed inside the transaction that deletes the holder...
+        let mut tx = ok(provider.begin().await);
+        ok(tx.delete("Device.NAT.PortMapping.1.").await);
+        assert_eq!(
+            ok(tx.add("Device.NAT.PortMapping.", &mapping("h", "80")).await),
+            3
+        );
+        drop(tx);
+        // ...and for good once the delete is committed.
+        ok(provider.delete_instance("Device.NAT.PortMapping.2."));
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &alias("web"))),
+            3
+        );
+        refused(provider.add_instance("Device.NAT.PortMapping.", &mapping("h", "80")));
+        ok(provider.delete_instance("Device.NAT.PortMapping.1."));
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("h", "80"))),
+            4
+        );
+    }
+
+    #[tokio::test]
+    async fn setting_a_key_param_moves_the_instance_in_the_index() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "80")));
+        ok(provider.set_value("Device.NAT.PortMapping.1.ExternalPort", "81"));
+        // The old value is free, the new one taken.
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "80"))),
+            2
+        );
+        refused(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "81")));
+        let mut tx = ok(provider.begin().await);
+        ok(tx
+            .set("Device.NAT.PortMapping.1.", "ExternalPort", "82")
+            .await);
+        ok(tx
+            .set("Device.NAT.PortMapping.2.", "ExternalPort", "81")
+            .await);
+        let message = refused(
+            tx.set("Device.NAT.PortMapping.2.", "ExternalPort", "82")
+                .await,
+        );
+        assert_eq!(
+            message,
+            "Device.NAT.PortMapping.2.: RemoteHost+ExternalPort equals that of \
+             Device.NAT.PortMapping.1."
+        );
+        // A non-key Set of a staged instance keeps its staged key values in the index.
+        ok(tx.set("Device.NAT.PortMapping.1.", "Alias", "one").await);
+        refused(tx.add("Device.NAT.PortMapping.", &mapping("", "82")).await);
+        commit(tx).await;
+        refused(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "82")));
+        refused(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "81")));
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "80"))),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn an_aborted_transaction_leaves_the_index_as_it_was() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "80")));
+        ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "81")));
+        let mut tx = ok(provider.begin().await);
+        ok(tx
+            .set("Device.NAT.PortMapping.1.", "ExternalPort", "91")
+            .await);
+        ok(tx.add("Device.NAT.PortMapping.", &mapping("", "90")).await);
+        ok(tx.delete("Device.NAT.PortMapping.2.").await);
+        drop(tx);
+        refused(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "80")));
+        refused(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "81")));
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "90"))),
+            3
+        );
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("", "91"))),
+            4
+        );
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_within_one_transaction_is_refused_and_leaves_no_trace() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &alias("a")));
+        let mut tx = ok(provider.begin().await);
+        assert_eq!(
+            ok(tx.add("Device.NAT.PortMapping.", &mapping("h", "90")).await),
+            2
+        );
+        let message = refused(tx.add("Device.NAT.PortMapping.", &mapping("h", "90")).await);
+        assert_eq!(
+            message,
+            "Device.NAT.PortMapping.3.: RemoteHost+ExternalPort equals that of \
+             Device.NAT.PortMapping.2."
+        );
+        // Both keys clash: the lowest-numbered holder is named, with the key it shares.
+        let mut both = mapping("h", "90");
+        both.insert("Alias".into(), "a".into());
+        let message = refused(tx.add("Device.NAT.PortMapping.", &both).await);
+        assert_eq!(
+            message,
+            "Device.NAT.PortMapping.3.: Alias equals that of Device.NAT.PortMapping.1."
+        );
+        commit(tx).await;
+        assert_eq!(provider.snapshot().instances.len(), 2);
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("h", "91"))),
+            3
+        );
+    }
+
+    #[tokio::test]
+    async fn restored_rows_are_indexed_for_checks_and_generated_keys() {
+        let provider = MemoryProvider::new("t", schema());
+        let snapshot = Snapshot {
+            instances: vec![
+                "Device.NAT.PortMapping.4.".into(),
+                "Device.NAT.PortMapping.7.".into(),
+            ],
+            params: vec![
+                ("Device.NAT.PortMapping.4.Alias".into(), "cpe-8".into()),
+                ("Device.NAT.PortMapping.4.RemoteHost".into(), "cpe-8".into()),
+                ("Device.NAT.PortMapping.7.Alias".into(), "cpe-8-1".into()),
+            ],
+            next_instance: Vec::new(),
+        };
+        assert!(provider.restore(&snapshot).skipped.is_empty());
+        refused(provider.add_instance("Device.NAT.PortMapping.", &alias("cpe-8-1")));
+        // Instance 7 holds RemoteHost "" and ExternalPort 0, the defaults: the new instance's
+        // RemoteHost is generated, avoiding the value instance 4 holds.
+        assert_eq!(
+            ok(provider.add_instance("Device.NAT.PortMapping.", &ParamValues::new())),
+            8
+        );
+        assert_eq!(
+            provider.value("Device.NAT.PortMapping.8.Alias").as_deref(),
+            Some("cpe-8-2")
+        );
+        assert_eq!(
+            provider
+                .value("Device.NAT.PortMapping.8.RemoteHost")
+                .as_deref(),
+            Some("cpe-8-1")
+        );
+    }
+
+    /// Random Adds, key Sets, Deletes, commits and aborts over a small value domain; every
+    /// outcome must match a full scan of a plain model of the rows.
+    #[tokio::test]
+    async fn the_index_agrees_with_a_full_scan() {
+        type Row = (String, String, String);
+        fn clash(rows: &BTreeMap<u32, Row>, number: u32, row: &Row) -> bool {
+            rows.iter().any(|(other, (alias, host, port))| {
+                *other != number && (*alias == row.0 || (*host == row.1 && *port == row.2))
+            })
+        }
+        let provider = MemoryProvider::new("t", schema());
+        let mut committed: BTreeMap<u32, Row> = BTreeMap::new();
+        let mut next = 1u32;
+        let mut seed = 0x9e37_79b9_u32;
+        let mut draw = |bound: u32| {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed % bound
+        };
+        for _ in 0..60 {
+            let mut tx = ok(provider.begin().await);
+            let mut staged = committed.clone();
+            let mut staged_next = next;
+            for _ in 0..draw(6) {
+                let existing: Vec<u32> = staged.keys().copied().collect();
+                let pick = existing.get(draw(existing.len().max(1) as u32) as usize);
+                match (draw(3), pick) {
+                    (1, Some(&number)) => {
+                        let port = draw(4).to_string();
+                        let mut row = staged[&number].clone();
+                        row.2 = port.clone();
+                        let object = format!("Device.NAT.PortMapping.{number}.");
+                        let result = tx.set(&object, "ExternalPort", &port).await;
+                        assert_eq!(result.is_err(), clash(&staged, number, &row), "{object}");
+                        if result.is_ok() {
+                            staged.insert(number, row);
+                        }
+                    }
+                    (2, Some(&number)) => {
+                        ok(tx
+                            .delete(&format!("Device.NAT.PortMapping.{number}."))
+                            .await);
+                        staged.remove(&number);
+                    }
+                    _ => {
+                        let row = (
+                            format!("a{}", draw(8)),
+                            format!("h{}", draw(2)),
+                            draw(4).to_string(),
+                        );
+                        let mut params = mapping(&row.1, &row.2);
+                        params.insert("Alias".into(), row.0.clone());
+                        let result = tx.add("Device.NAT.PortMapping.", &params).await;
+                        assert_eq!(result.is_err(), clash(&staged, staged_next, &row));
+                        if let Ok(number) = result {
+                            assert_eq!(number, staged_next);
+                            staged.insert(number, row);
+                            staged_next += 1;
+                        }
+                    }
+                }
+            }
+            if draw(4) == 0 {
+                drop(tx);
+            } else {
+                commit(tx).await;
+                committed = staged;
+                next = staged_next;
+            }
+            for (number, (alias, _, port)) in &committed {
+                let object = format!("Device.NAT.PortMapping.{number}.");
+                assert_eq!(
+                    provider.value(&format!("{object}Alias")).as_ref(),
+                    Some(alias)
+                );
+                assert_eq!(
+                    provider.value(&format!("{object}ExternalPort")).as_ref(),
+                    Some(port)
+                );
+            }
+            assert_eq!(provider.snapshot().instances.len(), committed.len());
+        }
+    }
+
+    #[tokio::test]
+    async fn find_by_key_answers_from_committed_rows_only() {
+        let provider = MemoryProvider::new("t", schema());
+        ok(provider.add_instance("Device.NAT.PortMapping.", &mapping("h", "80")));
+        ok(provider.add_instance("Device.NAT.PortMapping.", &alias("web")));
+        let table = "Device.NAT.PortMapping.";
+        assert_eq!(provider.find_by_key(table, &[("Alias", "web")]), Some(2));
+        assert_eq!(
+            provider.find_by_key(table, &[("ExternalPort", "80"), ("RemoteHost", "h")]),
+            Some(1)
+        );
+        assert_eq!(provider.find_by_key(table, &[("RemoteHost", "h")]), None);
+        assert_eq!(provider.find_by_key(table, &[("Alias", "nope")]), None);
+        let mut tx = ok(provider.begin().await);
+        ok(tx.add(table, &alias("staged")).await);
+        ok(tx.delete("Device.NAT.PortMapping.2.").await);
+        assert_eq!(provider.find_by_key(table, &[("Alias", "staged")]), None);
+        assert_eq!(provider.find_by_key(table, &[("Alias", "web")]), Some(2));
+        commit(tx).await;
+        assert_eq!(provider.find_by_key(table, &[("Alias", "staged")]), Some(3));
+        assert_eq!(provider.find_by_key(table, &[("Alias", "web")]), None);
     }
 
     #[tokio::test]
