@@ -1,7 +1,7 @@
 //! Who a Record's sender is: the Controller's row in `Device.LocalAgent.Controller.` and its
 //! roles; and the adapter that lets the message handlers ask `usp-rbac` their access questions.
 
-use usp_dm::{MemoryProvider, Provider};
+use usp_dm::MemoryProvider;
 use usp_rbac::{Access, ParamRead};
 
 use crate::builtin::local_agent::CONTROLLER_TABLE;
@@ -88,48 +88,23 @@ impl KnownController {
     }
 }
 
-/// The enabled Controller row whose `EndpointID` is `endpoint_id`, if any.
-pub(crate) async fn find_controller(
+/// The enabled Controller row whose `EndpointID` is `endpoint_id`, if any: one lookup in the
+/// table's unique-key index (EndpointID is a unique key of `Controller.{i}`), whatever the
+/// number of Controllers.
+pub(crate) fn find_controller(
     tables: &MemoryProvider,
     endpoint_id: &str,
 ) -> Option<KnownController> {
-    let numbers = tables.instances(CONTROLLER_TABLE).await.ok()?;
-    match_controller(tables, numbers, endpoint_id)
-}
-
-/// [`find_controller`] for synchronous callers: lists the rows from a snapshot of the tables,
-/// which is small (Controllers, MTPs, subscriptions, requests).
-pub(crate) fn find_controller_now(
-    tables: &MemoryProvider,
-    endpoint_id: &str,
-) -> Option<KnownController> {
-    let numbers = tables
-        .snapshot()
-        .instances
-        .iter()
-        .filter_map(|path| path.strip_prefix(CONTROLLER_TABLE))
-        .filter_map(|rest| rest.strip_suffix('.'))
-        .filter_map(|number| number.parse().ok())
-        .collect();
-    match_controller(tables, numbers, endpoint_id)
-}
-
-fn match_controller(
-    tables: &MemoryProvider,
-    numbers: Vec<u32>,
-    endpoint_id: &str,
-) -> Option<KnownController> {
-    numbers.into_iter().find_map(|number| {
-        let row = format!("{CONTROLLER_TABLE}{number}");
-        let value = |name: &str| tables.value(&format!("{row}.{name}")).unwrap_or_default();
-        if value("EndpointID") != endpoint_id || value("Enable") != "true" {
-            return None;
-        }
-        Some(KnownController {
-            assigned: split_list(&value("AssignedRole")),
-            inherited: split_list(&value("InheritedRole")),
-            row,
-        })
+    let number = tables.find_by_key(CONTROLLER_TABLE, &[("EndpointID", endpoint_id)])?;
+    let row = format!("{CONTROLLER_TABLE}{number}");
+    let value = |name: &str| tables.value(&format!("{row}.{name}")).unwrap_or_default();
+    if value("Enable") != "true" {
+        return None;
+    }
+    Some(KnownController {
+        assigned: split_list(&value("AssignedRole")),
+        inherited: split_list(&value("InheritedRole")),
+        row,
     })
 }
 
@@ -171,13 +146,9 @@ mod tests {
                 ),
             )
             .unwrap();
-        assert_eq!(find_controller(&tables, "self::off").await, None);
-        assert_eq!(
-            find_controller_now(&tables, "self::on"),
-            find_controller(&tables, "self::on").await
-        );
-        assert_eq!(find_controller(&tables, "self::nobody").await, None);
-        let known = find_controller(&tables, "self::on").await.unwrap();
+        assert_eq!(find_controller(&tables, "self::off"), None);
+        assert_eq!(find_controller(&tables, "self::nobody"), None);
+        let known = find_controller(&tables, "self::on").unwrap();
         assert_eq!(known.row, "Device.LocalAgent.Controller.2");
         assert_eq!(
             known.role().references,
@@ -203,14 +174,14 @@ mod tests {
                 ),
             )
             .unwrap();
-        let mut known = find_controller(&tables, "self::ctl").await.unwrap();
+        let mut known = find_controller(&tables, "self::ctl").unwrap();
         let before = *written.lock().unwrap();
         let granted = vec!["Device.LocalAgent.ControllerTrust.Role.3".to_string()];
         known.inherit(&tables, granted.clone());
         known.inherit(&tables, granted.clone());
         assert_eq!(*written.lock().unwrap(), before + 1);
         assert_eq!(
-            find_controller(&tables, "self::ctl").await.unwrap().role(),
+            find_controller(&tables, "self::ctl").unwrap().role(),
             Role {
                 references: vec![
                     "Device.LocalAgent.ControllerTrust.Role.1".to_string(),

@@ -261,7 +261,7 @@ impl Actor {
             PeerAuth::None | PeerAuth::Broker(_) => None,
         };
         let mtp_roles = self.config.access.mtp_roles(reply.mtp());
-        let role = match find_controller(&self.tables, from_id).await {
+        let role = match find_controller(&self.tables, from_id) {
             Some(mut known) => {
                 if let Some(granted) = certified {
                     known.inherit(&self.tables, granted);

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use usp_dm::{MemoryProvider, ParamValues, ProviderError, ProviderId, ResolvedObject};
 
-use super::access::find_controller_now;
+use super::access::find_controller;
 use crate::builtin::local_agent::{REQUEST_TABLE, SUBSCRIPTION_TABLE};
 use crate::messages::{AgentHooks, RequestContext, StartedRequest};
 
@@ -121,7 +121,7 @@ impl AgentHooks for Hooks {
         if table.path != SUBSCRIPTION_TABLE {
             return;
         }
-        let recipient = find_controller_now(&self.tables, &ctx.controller)
+        let recipient = find_controller(&self.tables, &ctx.controller)
             .map(|known| known.row)
             .unwrap_or_default();
         params.insert("Recipient".to_string(), recipient);
