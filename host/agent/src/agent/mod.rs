@@ -205,6 +205,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         mtp_changed: false,
     };
     actor.persist();
+    // The rows written at start (the config file's MTPs) are what the MTPs already run with.
+    actor.mtp_changed = false;
     tracing::info!(
         %endpoint_id,
         socket = %socket.display(),
