@@ -130,12 +130,16 @@ impl Actor {
         if let Err(error) = self.store.save_notifys(&saved, &removed) {
             tracing::error!(%error, "could not persist the pending Notifys");
         }
-        let changes = std::mem::take(
+        let mut changes = std::mem::take(
             &mut *self
                 .pending
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        // MTP status values follow the links; storing them would cost an fsync per link event.
+        changes.retain(|change| {
+            !matches!(change, StoredChange::ParamSet { path, .. } if mtp_tables::is_live_status(path))
+        });
         self.mtp_changed |= changes.iter().any(|change| {
             let (StoredChange::ParamSet { path, .. }
             | StoredChange::ObjectAdded { path, .. }

@@ -106,13 +106,22 @@ pub fn schema() -> Result<Schema, BuiltinError> {
     Ok(schema)
 }
 
+fn in_mtp_tables(path: &str) -> bool {
+    [MTP_TABLE, MQTT_CLIENT_TABLE, STOMP_TABLE, UDS_TABLE]
+        .iter()
+        .any(|table| path.starts_with(table))
+}
+
+/// Whether `path` is a status value of the MTP rows: live, set from the MTP events, and not
+/// worth a write to the store (at start every row is down anyway).
+pub fn is_live_status(path: &str) -> bool {
+    let name = path.rsplit('.').next().unwrap_or_default();
+    in_mtp_tables(path) && STATUS_PARAMS.contains(&name)
+}
+
 /// Whether a stored row at `path` is MTP configuration (not a status value).
 pub fn touches(path: &str) -> bool {
-    let configured = [MTP_TABLE, MQTT_CLIENT_TABLE, STOMP_TABLE, UDS_TABLE]
-        .iter()
-        .any(|table| path.starts_with(table));
-    let name = path.rsplit('.').next().unwrap_or_default();
-    configured && !STATUS_PARAMS.contains(&name)
+    in_mtp_tables(path) && !is_live_status(path)
 }
 
 fn values(pairs: &[(&str, String)]) -> ParamValues {
@@ -981,6 +990,8 @@ mod tests {
 
     #[test]
     fn status_values_are_not_configuration() {
+        assert!(is_live_status("Device.MQTT.Client.1.Status"));
+        assert!(!is_live_status("Device.LocalAgent.Controller.1.Status"));
         assert!(touches("Device.MQTT.Client.1.BrokerPort"));
         assert!(touches("Device.LocalAgent.MTP.2."));
         assert!(!touches("Device.LocalAgent.MTP.2.Status"));
