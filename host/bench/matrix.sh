@@ -19,7 +19,7 @@ get-deviceinfo-mqtt-w1 get-deviceinfo-mqtt-w16 get-deviceinfo-ws-w1 get-devicein
 get-device-mqtt-w1 get-device-mqtt-w16 get-device-ws-w1 get-device-ws-w16
 gsdm-device-ws-w1 set-1-ws-w1 set-1-mqtt-w1 set-100-ws-w1 set-100-mqtt-w1
 idle-rss idle-rss-plugins get-time-plugin-ws-w1 get-time-plugin-ws-w16
-get-device-plugins-ws-w1 startup-mqtt startup-ws notify-ws"
+get-device-plugins-ws-w1 startup-mqtt startup-ws notify-ws notify-mqtt"
 
 if [ "${1:-}" = "list" ] || [ $# -eq 0 ]; then
     echo "$rows" | tr ' ' '\n'
@@ -184,9 +184,9 @@ for row in "$@"; do
         # existing one, as obuspa's figure did.
         "$bench_bin" startup $(target "${row#startup-}") --runs 1 --settle 0 -- "$agent_bin" --config "$config" >/dev/null
         "$bench_bin" startup $(target "${row#startup-}") --runs "${RUNS:-7}" -- "$agent_bin" --config "$config" ;;
-    notify-ws)
+    notify-ws|notify-mqtt)
         setup; start_agent
-        "$bench_bin" notify $(target ws) --param Device.LocalAgent.Controller.1.ProvisioningCode \
+        "$bench_bin" notify $(target "${row#notify-}") --param Device.LocalAgent.Controller.1.ProvisioningCode \
             --count "$(count 500)" --rate-count "$(count 5000)" ;;
     *)
         echo "unknown row $row (host/bench/matrix.sh list)" >&2; exit 1 ;;

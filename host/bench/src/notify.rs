@@ -118,16 +118,25 @@ async fn measure(
             Ok::<_, anyhow::Error>(())
         });
     }
-    while let Some(done) = sets.join_next().await {
-        done.context("a Set worker panicked")??;
-    }
+    // Notifys are read while the Sets go out: the client's event queue is bounded, and what
+    // it cannot hold is lost to the count.
     let mut received = 0u64;
     let mut last = started;
     let quiet = Duration::from_millis(500);
-    while let Ok(Some(event)) = tokio::time::timeout(quiet, events.recv()).await {
-        if is_change_of(&event, &args.param).is_some() {
-            received += 1;
-            last = Instant::now();
+    loop {
+        tokio::select! {
+            Some(done) = sets.join_next() => done.context("a Set worker panicked")??,
+            event = tokio::time::timeout(quiet, events.recv()) => match event {
+                Ok(Some(event)) => {
+                    if is_change_of(&event, &args.param).is_some() {
+                        received += 1;
+                        last = Instant::now();
+                    }
+                }
+                Ok(None) => break,
+                Err(_) if sets.is_empty() => break,
+                Err(_) => {}
+            },
         }
     }
     Ok(NotifyReport {
