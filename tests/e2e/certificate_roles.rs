@@ -3,9 +3,11 @@
 //! by `GetFingerprint()`), and a `ControllerTrust.Credential.{i}` binding the genuine one to a
 //! read-only role gives that role to the controllers whose certificates it issued, and only
 //! to them, once its `AllowedUses` says MTP-and-USP. The inherited role is forgotten across a
-//! restart (R-SEC.21) while the certificate rows keep their numbers.
+//! restart (R-SEC.21) while the certificate rows keep their numbers. A Controller whose only
+//! role comes from its certificate receives the Notifys that role lets it see.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
@@ -20,6 +22,7 @@ use usp_codec::usp_proto::usp::{self, add, set};
 use crate::mtp::expect;
 use crate::mtp::harness::{AGENT_ID, Agent, CONTROLLER, Certs, STRANGER, Setup, WsTls, bounded};
 use crate::mtp::peer::{Link, WsLink, get_record, recv_msg};
+use crate::notifications::wait_notify;
 
 /// A Controller that the test adds with no role of its own.
 const READER: &str = "proto::mtp-e2e-reader";
@@ -48,7 +51,12 @@ fn response(answer: usp::Msg) -> anyhow::Result<RespType> {
     }
 }
 
-async fn add(link: &mut WsLink, table: &str, params: &[(&str, &str)]) -> anyhow::Result<String> {
+async fn add(
+    link: &mut WsLink,
+    from: &str,
+    table: &str,
+    params: &[(&str, &str)],
+) -> anyhow::Result<String> {
     let request = ReqType::Add(usp::Add {
         allow_partial: false,
         create_objs: vec![add::CreateObject {
@@ -63,7 +71,7 @@ async fn add(link: &mut WsLink, table: &str, params: &[(&str, &str)]) -> anyhow:
                 .collect(),
         }],
     });
-    let RespType::AddResp(resp) = response(ask(link, CONTROLLER, "add", request).await?)? else {
+    let RespType::AddResp(resp) = response(ask(link, from, "add", request).await?)? else {
         bail!("Add {table}: not an AddResp");
     };
     match resp
@@ -204,6 +212,7 @@ async fn a_credential_grants_its_role_to_certificates_its_ca_issued() -> anyhow:
         // A read-only role, and a Controller row for READER with no role of its own.
         let role = add(
             &mut admin,
+            CONTROLLER,
             "Device.LocalAgent.ControllerTrust.Role.",
             &[("Enable", "true"), ("Name", "Reader")],
         )
@@ -211,6 +220,7 @@ async fn a_credential_grants_its_role_to_certificates_its_ca_issued() -> anyhow:
         assert_eq!(role, format!("{ROLE}."));
         add(
             &mut admin,
+            CONTROLLER,
             &format!("{role}Permission."),
             &[
                 ("Enable", "true"),
@@ -225,6 +235,7 @@ async fn a_credential_grants_its_role_to_certificates_its_ca_issued() -> anyhow:
         .await?;
         let reader_row = add(
             &mut admin,
+            CONTROLLER,
             "Device.LocalAgent.Controller.",
             &[("EndpointID", READER), ("Enable", "true")],
         )
@@ -239,6 +250,7 @@ async fn a_credential_grants_its_role_to_certificates_its_ca_issued() -> anyhow:
         // An MTP-only Credential grants no role to USP Messages.
         let credential = add(
             &mut admin,
+            CONTROLLER,
             "Device.LocalAgent.ControllerTrust.Credential.",
             &[
                 ("Enable", "true"),
@@ -318,6 +330,98 @@ async fn a_credential_grants_its_role_to_certificates_its_ca_issued() -> anyhow:
             read(&mut admin, CONTROLLER, &inherited).await?.as_deref(),
             Some("")
         );
+        agent.check_running()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_whose_role_comes_from_its_certificate_receives_its_notifys()
+-> anyhow::Result<()> {
+    bounded(async {
+        let ca = Certs::new()?;
+        ca.issue("admin", &["localhost"], Some(CONTROLLER))?;
+        ca.issue("watcher", &["localhost"], Some(READER))?;
+        let mut agent = Agent::start(Setup {
+            ws_tls: Some(ca.ws_server()),
+            ..Setup::default()
+        })
+        .await?;
+        let port = agent.ws_port;
+        let mut admin = WsLink::connect(port, CONTROLLER, Some(&ca.client("admin"))).await?;
+        // Read and be notified of everything; manage its own subscriptions.
+        let role = add(
+            &mut admin,
+            CONTROLLER,
+            "Device.LocalAgent.ControllerTrust.Role.",
+            &[("Enable", "true"), ("Name", "Watcher")],
+        )
+        .await?;
+        for (order, targets, param, obj) in [
+            ("1", "Device.", "r--n", "r---"),
+            ("2", "Device.LocalAgent.Subscription.", "rw-n", "rw--"),
+        ] {
+            add(
+                &mut admin,
+                CONTROLLER,
+                &format!("{role}Permission."),
+                &[
+                    ("Enable", "true"),
+                    ("Order", order),
+                    ("Targets", targets),
+                    ("Param", param),
+                    ("Obj", obj),
+                    ("InstantiatedObj", obj),
+                    ("CommandEvent", "r---"),
+                ],
+            )
+            .await?;
+        }
+        let watcher_row = add(
+            &mut admin,
+            CONTROLLER,
+            "Device.LocalAgent.Controller.",
+            &[("EndpointID", READER), ("Enable", "true")],
+        )
+        .await?;
+        add(
+            &mut admin,
+            CONTROLLER,
+            "Device.LocalAgent.ControllerTrust.Credential.",
+            &[
+                ("Enable", "true"),
+                ("Role", role.trim_end_matches('.')),
+                ("Credential", "Device.LocalAgent.Certificate.1"),
+                ("AllowedUses", "MTP-and-USP"),
+            ],
+        )
+        .await?;
+
+        // No AssignedRole: the subscription and its Notify rest on the inherited role alone.
+        let mut watcher = WsLink::connect(port, READER, Some(&ca.client("watcher"))).await?;
+        add(
+            &mut watcher,
+            READER,
+            "Device.LocalAgent.Subscription.",
+            &[
+                ("Enable", "true"),
+                ("ID", "watch"),
+                ("NotifType", "ValueChange"),
+                ("ReferenceList", &format!("{watcher_row}ProvisioningCode")),
+            ],
+        )
+        .await?;
+        response(
+            ask(
+                &mut admin,
+                CONTROLLER,
+                "change",
+                set_request(&watcher_row, "ProvisioningCode", "seen"),
+            )
+            .await?,
+        )?;
+        let (_, _, notify) = wait_notify(&mut watcher, Duration::from_secs(5)).await?;
+        assert_eq!(notify.subscription_id, "watch");
         agent.check_running()
     })
     .await
