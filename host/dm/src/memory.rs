@@ -60,6 +60,17 @@ pub enum StoredChange {
     },
 }
 
+impl StoredChange {
+    /// The concrete path the change is about.
+    pub fn path(&self) -> &str {
+        match self {
+            StoredChange::ParamSet { path, .. }
+            | StoredChange::ObjectAdded { path, .. }
+            | StoredChange::ObjectDeleted { path } => path,
+        }
+    }
+}
+
 /// Called once per committed transaction with its changes (never with an empty slice).
 pub type CommitHook = Arc<dyn Fn(&[StoredChange]) + Send + Sync>;
 
@@ -102,6 +113,8 @@ struct Inner {
     store: Mutex<Store>,
     hook: Option<CommitHook>,
     volatile: Vec<String>,
+    /// Supported paths of parameters whose values are live (`Device.X.{i}.Status`).
+    volatile_params: Vec<String>,
     sink: Mutex<Option<ChangeSink>>,
 }
 
@@ -197,6 +210,7 @@ impl MemoryProvider {
                 store: Mutex::new(store),
                 hook: None,
                 volatile: Vec::new(),
+                volatile_params: Vec::new(),
                 sink: Mutex::new(None),
             }),
         }
@@ -222,6 +236,28 @@ impl MemoryProvider {
             inner.volatile.push(prefix.into());
         }
         self
+    }
+
+    /// Builder: values of the parameter `supported` (a supported path such as
+    /// `Device.LocalAgent.MTP.{i}.Status`) are not reported to the commit hook: they are live
+    /// state, set again after every restart, and not worth a write to the store.
+    pub fn with_volatile_param(mut self, supported: impl Into<String>) -> Self {
+        if let Some(inner) = self.inner_mut() {
+            inner.volatile_params.push(supported.into());
+        }
+        self
+    }
+
+    /// Whether a change at `path` stays out of the commit hook.
+    fn is_volatile(&self, change: &StoredChange) -> bool {
+        let path = change.path();
+        self.inner
+            .volatile
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()))
+            || (matches!(change, StoredChange::ParamSet { .. })
+                && !self.inner.volatile_params.is_empty()
+                && self.inner.volatile_params.contains(&supported_path(path)))
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -378,18 +414,7 @@ impl MemoryProvider {
         }
         let reported: Vec<StoredChange> = journal
             .into_iter()
-            .filter(|change| {
-                let path = match change {
-                    StoredChange::ParamSet { path, .. }
-                    | StoredChange::ObjectAdded { path, .. }
-                    | StoredChange::ObjectDeleted { path } => path,
-                };
-                !self
-                    .inner
-                    .volatile
-                    .iter()
-                    .any(|prefix| path.starts_with(prefix.as_str()))
-            })
+            .filter(|change| !self.is_volatile(change))
             .collect();
         if let (Some(hook), false) = (&self.inner.hook, reported.is_empty()) {
             hook(&reported);
@@ -1497,6 +1522,39 @@ mod tests {
         assert_eq!(
             ok(restored.add_instance("Device.NAT.PortMapping.", &port("82"))),
             3
+        );
+    }
+
+    #[tokio::test]
+    async fn volatile_params_stay_out_of_the_commit_hook() {
+        let log: Arc<Mutex<Vec<StoredChange>>> = Arc::default();
+        let sink = Arc::clone(&log);
+        let provider = MemoryProvider::new("t", schema())
+            .with_volatile_param("Device.NAT.PortMapping.{i}.Stats.Hits")
+            .with_commit_hook(Arc::new(move |changes: &[StoredChange]| {
+                sink.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend_from_slice(changes)
+            }));
+        ok(provider.add_instance("Device.NAT.PortMapping.", &port("80")));
+        log.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        ok(provider.set_value("Device.NAT.PortMapping.1.Stats.Hits", "7"));
+        ok(provider.set_value("Device.NAT.PortMapping.1.ExternalPort", "81"));
+        let paths: Vec<String> = log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|change| change.path().to_string())
+            .collect();
+        assert_eq!(paths, ["Device.NAT.PortMapping.1.ExternalPort"]);
+        assert_eq!(
+            provider
+                .value("Device.NAT.PortMapping.1.Stats.Hits")
+                .as_deref(),
+            Some("7"),
+            "the live value is served"
         );
     }
 

@@ -130,22 +130,15 @@ impl Actor {
         if let Err(error) = self.store.save_notifys(&saved, &removed) {
             tracing::error!(%error, "could not persist the pending Notifys");
         }
-        let mut changes = std::mem::take(
+        let changes = std::mem::take(
             &mut *self
                 .pending
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        // MTP status values follow the links; storing them would cost an fsync per link event.
-        changes.retain(|change| {
-            !matches!(change, StoredChange::ParamSet { path, .. } if mtp_tables::is_live_status(path))
-        });
-        self.mtp_changed |= changes.iter().any(|change| {
-            let (StoredChange::ParamSet { path, .. }
-            | StoredChange::ObjectAdded { path, .. }
-            | StoredChange::ObjectDeleted { path }) = change;
-            mtp_tables::touches(path)
-        });
+        self.mtp_changed |= changes
+            .iter()
+            .any(|change| mtp_tables::touches(change.path()));
         if let Err(error) = self.store.commit(&changes) {
             // The change is live in memory but not durable; the next successful commit does
             // not repair it, so say loudly which rows are at risk.
@@ -166,12 +159,10 @@ impl Actor {
             MtpEvent::Up { mtp, info } => {
                 tracing::info!(%mtp, ?info, "MTP up");
                 mtp_tables::show_link(&self.tables, &mtp, Some(&info)).await;
-                self.persist();
             }
             MtpEvent::Down { mtp, reason } => {
                 tracing::warn!(%mtp, %reason, "MTP down");
                 mtp_tables::show_link(&self.tables, &mtp, None).await;
-                self.persist();
             }
             MtpEvent::PeerConnected { mtp, endpoint_id } => {
                 tracing::info!(%mtp, peer = %endpoint_id, "peer connected");
@@ -338,9 +329,6 @@ impl Actor {
                 mtps: running,
             })
             .await;
-        // Rows that cannot run were marked Error while reading them.
-        self.persist();
-        self.mtp_changed = false;
     }
 
     async fn respond(&self, origin: Origin, answer: Vec<u8>) {

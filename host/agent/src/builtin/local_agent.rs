@@ -74,9 +74,13 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
     for def in super::mtp_tables::schema()?.objects() {
         schema.insert(def.clone());
     }
-    Ok(MemoryProvider::new("builtin LocalAgent tables", schema)
+    let mut tables = MemoryProvider::new("builtin LocalAgent tables", schema)
         .with_commit_hook(hook)
-        .with_volatile(REQUEST_TABLE))
+        .with_volatile(REQUEST_TABLE);
+    for live in super::mtp_tables::LIVE_STATUS {
+        tables = tables.with_volatile_param(*live);
+    }
+    Ok(tables)
 }
 
 /// Serves the stored tables (everything but commands is the [`MemoryProvider`]'s) and runs

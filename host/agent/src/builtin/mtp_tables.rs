@@ -86,8 +86,15 @@ const SERVED: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Parameters the agent writes itself: changing them is not a configuration change.
-const STATUS_PARAMS: &[&str] = &["Status", "ResponseTopicDiscovered", "DestinationFromServer"];
+/// Parameters the agent writes itself from the MTP events (supported paths): live state, not
+/// configuration, and never stored (the tables are built with them volatile).
+pub const LIVE_STATUS: &[&str] = &[
+    "Device.LocalAgent.MTP.{i}.Status",
+    "Device.LocalAgent.MTP.{i}.MQTT.ResponseTopicDiscovered",
+    "Device.LocalAgent.MTP.{i}.STOMP.DestinationFromServer",
+    "Device.MQTT.Client.{i}.Status",
+    "Device.STOMP.Connection.{i}.Status",
+];
 
 /// The stored tables' schema (merged into the LocalAgent tables' provider).
 pub fn schema() -> Result<Schema, BuiltinError> {
@@ -112,11 +119,9 @@ fn in_mtp_tables(path: &str) -> bool {
         .any(|table| path.starts_with(table))
 }
 
-/// Whether `path` is a status value of the MTP rows: live, set from the MTP events, and not
-/// worth a write to the store (at start every row is down anyway).
+/// Whether `path` is one of the [`LIVE_STATUS`] values of the MTP rows.
 pub fn is_live_status(path: &str) -> bool {
-    let name = path.rsplit('.').next().unwrap_or_default();
-    in_mtp_tables(path) && STATUS_PARAMS.contains(&name)
+    in_mtp_tables(path) && LIVE_STATUS.contains(&usp_dm::memory::supported_path(path).as_str())
 }
 
 /// Whether a stored row at `path` is MTP configuration (not a status value).
