@@ -26,9 +26,20 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
+step "guest-side crates (sdk, plugins, test guests): format, lints for wasm32-wasip2, unit tests"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+for guest_workspace in sdk plugins tests/guests; do
+    cargo fmt --manifest-path "$guest_workspace/Cargo.toml" --all -- --check
+    cargo clippy --manifest-path "$guest_workspace/Cargo.toml" --workspace --all-targets --locked \
+        --target wasm32-wasip2 --target-dir "$target_dir/guest-clippy" -- -D warnings
+    # The unit tests are plain Rust (paths, values, parsers of /proc and /sys text): they run
+    # natively, where wit-bindgen's imports are never called.
+    cargo test --manifest-path "$guest_workspace/Cargo.toml" --workspace --locked \
+        --target-dir "$target_dir/guest-native"
+done
+
 step "benchmark smoke run (debug binaries: these matrix rows run end to end; no figure is taken)"
 cargo build --workspace --bins --locked
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 SMOKE=1 AGENT="$target_dir/debug/usp-agent" BENCH="$target_dir/debug/usp-bench" \
     host/bench/matrix.sh get-deviceinfo-ws-w16 get-deviceinfo-mqtt-w1 set-1-ws-w1 idle-rss-plugins get-time-plugin-ws-w1 startup-ws notify-ws
 

@@ -56,9 +56,10 @@ fn main() {
         }
     }
 
+    ensure_guest_target();
     build_workspace(&root.join("plugins/Cargo.toml"), &guest_target);
     build_workspace(&root.join("tests/guests/Cargo.toml"), &guest_target);
-    let wasm_dir = guest_target.join("wasm32-wasip2/release");
+    let wasm_dir = guest_target.join(GUEST_TARGET).join("release");
 
     let bundle = out_dir.join("plugins");
     for plugin in PLUGINS {
@@ -87,6 +88,39 @@ fn main() {
     }
 }
 
+const GUEST_TARGET: &str = "wasm32-wasip2";
+
+/// A toolchain that came preinstalled ignores `rust-toolchain.toml`'s `targets`, so the guest
+/// target can be missing even though the channel matches; without it the nested build fails
+/// deep inside with "can't find crate for `core`". Adds it through rustup when rustup manages
+/// this toolchain, and otherwise stops with the one command that fixes it.
+fn ensure_guest_target() {
+    let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    let installed = |sysroot: &Path| sysroot.join("lib/rustlib").join(GUEST_TARGET).is_dir();
+    if sysroot.as_deref().is_some_and(installed) {
+        return;
+    }
+    let mut add = Command::new("rustup");
+    add.args(["target", "add", GUEST_TARGET]);
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        add.arg("--toolchain").arg(toolchain);
+    }
+    let added = add.status().is_ok_and(|status| status.success());
+    if !added || !sysroot.as_deref().is_some_and(installed) {
+        panic!(
+            "the {GUEST_TARGET} target is not installed for this toolchain and rustup could not \
+             add it; run `rustup target add {GUEST_TARGET}` (or install your distribution's \
+             {GUEST_TARGET} standard library) and build again"
+        );
+    }
+}
+
 fn build_workspace(manifest: &Path, target_dir: &Path) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
@@ -94,7 +128,7 @@ fn build_workspace(manifest: &Path, target_dir: &Path) {
             "build",
             "--release",
             "--target",
-            "wasm32-wasip2",
+            GUEST_TARGET,
             "--manifest-path",
         ])
         .arg(manifest)

@@ -100,7 +100,7 @@ impl Pending {
         let result = result
             .map(|args| to_param_values(&args))
             .map_err(types::Fault::from);
-        host::complete(self.token, result.as_deref().map_err(|fault| fault));
+        host::complete(self.token, result.as_deref());
     }
 }
 

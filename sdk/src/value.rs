@@ -121,7 +121,7 @@ impl Tr106 for HexBinary {
         self.0.iter().map(|byte| format!("{byte:02x}")).collect()
     }
     fn from_tr106(text: &str) -> Result<Self, String> {
-        if text.len() % 2 != 0 {
+        if !text.len().is_multiple_of(2) {
             return Err("odd number of hex digits".to_string());
         }
         (0..text.len())
@@ -163,7 +163,7 @@ impl Tr106 for Base64 {
         out
     }
     fn from_tr106(text: &str) -> Result<Self, String> {
-        if text.len() % 4 != 0 {
+        if !text.len().is_multiple_of(4) {
             return Err("base64 length is not a multiple of 4".to_string());
         }
         let mut out = Vec::with_capacity(text.len() / 4 * 3);
