@@ -2,8 +2,6 @@
 //! and `/sys`, with the crate's own compile binary as the out-of-process compiler, and plugin
 //! directories assembled from the components the build script produced.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,16 +1,13 @@
 //! Load, unload, replace, the compile cache, transactions, async commands and pushed changes,
 //! with the real `tests/guests/faulty` component.
 
-// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::{Path, PathBuf};
 
 use usp_codec::UspErrorCode;
 use usp_dm::{Change, GetRequest, OperateOutcome, ParamValues, Provider};
 use usp_runtime::{CompilerCommand, PluginHost, PluginStatus, RuntimeError};
+
+use crate::common;
 
 const ROOT: &str = "Device.X_TEST_Faults.";
 

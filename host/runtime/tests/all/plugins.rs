@@ -1,17 +1,14 @@
 //! The first-party plugins (`plugins/`), loaded from the bundled directory exactly as the agent
 //! loads firmware plugins, checked against what this machine's kernel reports.
 
-// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use usp_codec::UspErrorCode;
 use usp_dm::{Change, GetRequest, ParamValues, Provider};
 use usp_runtime::{PluginHost, artifacts};
+
+use crate::common;
 
 async fn get(provider: &dyn Provider, object: &str) -> ParamValues {
     provider

@@ -2,11 +2,6 @@
 //! misbehaviour marks only the guilty plugin failed (7003 naming it), other plugins keep
 //! answering, and the plugin is re-instantiated after its backoff.
 
-// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +9,8 @@ use std::time::{Duration, Instant};
 use usp_codec::UspErrorCode;
 use usp_dm::{GetRequest, Provider, ProviderError};
 use usp_runtime::{PluginProvider, PluginStatus, RuntimeError};
+
+use crate::common;
 
 const ROOT: &str = "Device.X_TEST_Faults.";
 

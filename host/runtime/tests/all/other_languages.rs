@@ -7,14 +7,14 @@
 //! A missing toolchain fails these tests; it is never a skip. Install the toolchains with
 //! `examples/plugins/build.sh` (what CI runs before `cargo test`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use usp_dm::{Args, Change, GetRequest, OperateOutcome, ParamValues, Provider, ProviderError};
 use usp_runtime::{PluginHost, PluginProvider};
+
+use crate::common;
 
 /// The example plugins: build-script directory name and the `X_EXAMPLE_<name>` of its subtree.
 const LANGUAGES: [(&str, &str); 3] = [
