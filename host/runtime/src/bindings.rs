@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use usp_codec::UspErrorCode;
 use usp_dm::{Change, ChangeSink};
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -80,11 +81,11 @@ fn args(values: Vec<ParamValue>) -> usp_dm::Args {
 
 fn kv_fault(error: KvError) -> Fault {
     let code = match error {
-        KvError::TooLarge(_) => 7005,
-        KvError::Io(_) => 7003,
+        KvError::TooLarge(_) => UspErrorCode::ResourcesExceeded,
+        KvError::Io(_) => UspErrorCode::InternalError,
     };
     Fault {
-        code,
+        code: code.code(),
         message: error.to_string(),
     }
 }
