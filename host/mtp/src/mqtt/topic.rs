@@ -9,15 +9,17 @@
 //! `Controller.{i}.MTP.{j}.MQTT.Topic` rows first, then the config file (see
 //! [`crate::directory`]). They change while a connection is up.
 //!
-//! A 3.1.1 PUBLISH without a `/reply-to=` suffix: the spec calls it a version mismatch (the
-//! sender's 5.0 Response Topic lost between brokers) and R-MQTT.26a has the receiver stop
-//! talking to the sender until it is fixed. But 3.1.1 gives a Controller no way to learn a reply
-//! topic other than configuration (the spec's MQTT 3.1.1 CONNECT notes), and Controller
-//! libraries such as usp-js publish without one, expecting the answer on the topic the agent's
-//! `Controller.{i}.MTP.{j}.MQTT.Topic` holds for them (obuspa answers there). So a known
-//! Controller with a configured topic is answered on it; the version mismatch stands only for
-//! senders the agent has no topic for (there is nobody to answer), and for Controllers whose
-//! MQTTConnect Record names another version, the unambiguous signal.
+//! A 3.1.1 PUBLISH without a `/reply-to=` suffix breaks R-MQTT.22 (every PUBLISH carries a
+//! reply-to), and the spec takes it for a version mismatch between brokers (a 5.0 Response
+//! Topic lost on the way). R-MQTT.26a: if a mismatch is encountered and the sender's reply-to
+//! topic is known, handle the error and cease communication until the sender fixes it. Read
+//! literally, that silences a known Controller with a configured topic too. This MTP answers
+//! such a Controller on its configured topic instead, deliberately: 3.1.1 gives a Controller no
+//! reply topic but configuration (the spec's notes on MQTT 3.1.1 CONNECT), Controller libraries
+//! such as usp-js publish without a reply-to and expect the answer on the topic the agent's
+//! `Controller.{i}.MTP.{j}.MQTT.Topic` holds for them, and obuspa answers there. What stays a
+//! mismatch: such a PUBLISH from a sender with no configured topic (dropped: there is nowhere to
+//! answer), and an MQTTConnect Record naming another version (the sender's topic is silenced).
 
 use std::collections::HashSet;
 
