@@ -15,6 +15,11 @@ rustup target add --toolchain "$toolchain" wasm32-wasip2
 
 step "services and guest toolchains"
 tests/services/install.sh
+# The usp-js interop tests (tests/e2e/mtp/interop.rs) run the npm packages pinned in the lock
+# file; reinstalled only when the lock file is newer than what node_modules holds.
+if [ ! tests/interop/node_modules/.package-lock.json -nt tests/interop/package-lock.json ]; then
+    npm ci --prefix tests/interop --no-audit --no-fund
+fi
 if [ -x examples/plugins/build.sh ]; then
     examples/plugins/build.sh
 fi

@@ -14,12 +14,15 @@
 //! - `broker`: the broker down at start, and killed and restarted mid-run.
 //! - `tls`: R-SEC.0a.
 //! - `datamodel`: the MTP configuration as data, changed at run time by a Controller.
+//! - `interop`: the third-party usp-js Controller library (npm) on every transport it has, and
+//!   the agent's Records decoded by the independent `rusp-lib` codec.
 
 mod broker;
 mod datamodel;
 pub(crate) mod expect;
 mod faults;
 pub(crate) mod harness;
+mod interop;
 pub(crate) mod peer;
 mod rabbit;
 mod serving;

@@ -41,6 +41,8 @@
 //! Layout:
 //! - [`mtps`]: the handle: starts, routes to, reconfigures and stops the transport tasks.
 //! - [`config`]: serde settings per MTP, named after their TR-181 parameters.
+//! - [`directory`]: the Controllers' MQTT topics from the agent's data model, shared with the
+//!   MQTT MTPs.
 //! - [`event`]: what crosses the boundary with the agent (events, reply paths, targets).
 //! - [`backoff`]: the reconnect waits every transport shares.
 //! - [`tls`]: rustls configuration from PEM files; peer certificate identities (R-SEC.0a).
@@ -56,6 +58,7 @@
 pub mod backoff;
 pub mod config;
 pub mod controller;
+pub mod directory;
 pub mod event;
 pub mod mtps;
 pub mod tls;
@@ -72,6 +75,7 @@ pub use config::{
     MqttConfig, MqttController, MqttVersion, MtpConfig, MtpSettings, StompConfig, StompController,
     TlsConfig, TransportConfig, UdsConfig, UdsMode, WsClientConfig, WsServerConfig,
 };
+pub use directory::{ControllerDirectory, MqttControllerRow};
 pub use event::{
     ControllerTarget, InboundRecord, LinkInfo, MtpEvent, PeerAuth, PeerCertificate, Protocol,
     ReplyPath,

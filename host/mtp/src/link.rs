@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::directory::ControllerDirectory;
 use crate::event::{Dest, InboundRecord, LinkInfo, MtpEvent, PeerAuth, ReplyPath};
 use crate::records;
 
@@ -33,6 +34,8 @@ pub(crate) struct Ctx {
     pub(crate) name: Arc<str>,
     pub(crate) endpoint_id: String,
     pub(crate) max_record_size: usize,
+    /// The Controllers' topics from the agent's data model (read by the MQTT MTP).
+    pub(crate) controllers: ControllerDirectory,
     events: mpsc::Sender<MtpEvent>,
 }
 
@@ -47,8 +50,15 @@ impl Ctx {
             name: name.into(),
             endpoint_id: endpoint_id.to_string(),
             max_record_size,
+            controllers: ControllerDirectory::default(),
             events,
         }
+    }
+
+    /// The same context reading `controllers`.
+    pub(crate) fn with_controllers(mut self, controllers: ControllerDirectory) -> Self {
+        self.controllers = controllers;
+        self
     }
 
     /// Checks and forwards a received Record; the caller applies the MTP's rule for rejects.

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MtpConfig, MtpSettings, TransportConfig};
+use crate::directory::ControllerDirectory;
 use crate::event::{ControllerTarget, Dest, MtpEvent, ReplyPath};
 use crate::link::{Ctx, Outbound};
 use crate::{mqtt, stomp, uds, websocket};
@@ -47,6 +48,8 @@ struct Running {
 struct Registry {
     endpoint_id: String,
     max_record_size: usize,
+    /// Shared with every task: the Controllers' topics from the agent's data model.
+    controllers: ControllerDirectory,
     running: HashMap<String, Running>,
 }
 
@@ -77,9 +80,21 @@ impl Mtps {
     /// Starts every enabled MTP in `settings`; their events go to `events`. Must be called
     /// inside a tokio runtime.
     pub fn start(settings: MtpSettings, events: mpsc::Sender<MtpEvent>) -> Mtps {
+        Mtps::start_with_controllers(settings, events, ControllerDirectory::default())
+    }
+
+    /// [`Mtps::start`] with the Controllers' MQTT topics from the agent's data model: the MQTT
+    /// MTPs read `controllers` whenever they need a Controller's topic, so the agent's later
+    /// [`ControllerDirectory::replace`] takes effect without restarting anything.
+    pub fn start_with_controllers(
+        settings: MtpSettings,
+        events: mpsc::Sender<MtpEvent>,
+        controllers: ControllerDirectory,
+    ) -> Mtps {
         let mut registry = Registry {
             endpoint_id: settings.endpoint_id.clone(),
             max_record_size: settings.max_record_size,
+            controllers,
             running: HashMap::new(),
         };
         for config in settings.mtps.into_iter().filter(|m| m.enable) {
@@ -201,7 +216,8 @@ fn spawn(registry: &Registry, config: MtpConfig, events: mpsc::Sender<MtpEvent>)
         &registry.endpoint_id,
         registry.max_record_size,
         events,
-    );
+    )
+    .with_controllers(registry.controllers.clone());
     let (outbound, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let stop = CancellationToken::new();
     let shutdown = stop.clone();

@@ -110,6 +110,8 @@ pub fn system_binary(name: &str) -> anyhow::Result<PathBuf> {
 pub struct Mosquitto {
     /// The broker's port.
     pub port: u16,
+    /// The port of its MQTT-over-WebSocket listener, if it has one.
+    pub ws_port: Option<u16>,
     conf: PathBuf,
     child: Option<Child>,
     _dir: tempfile::TempDir,
@@ -123,20 +125,39 @@ impl Mosquitto {
         Ok(broker)
     }
 
+    /// Starts a broker on a free port with a second, MQTT-over-WebSocket listener on another
+    /// (for controllers that reach the broker over WebSocket).
+    pub async fn start_with_websockets() -> anyhow::Result<Mosquitto> {
+        let mut broker = Mosquitto::configure_listeners(free_port()?, Some(free_port()?))?;
+        broker.launch().await?;
+        if let Some(ws_port) = broker.ws_port {
+            wait_tcp(ws_port, Duration::from_secs(10)).await?;
+        }
+        Ok(broker)
+    }
+
     /// Writes the configuration for `port` without starting the broker.
     pub fn configure(port: u16) -> anyhow::Result<Mosquitto> {
+        Mosquitto::configure_listeners(port, None)
+    }
+
+    fn configure_listeners(port: u16, ws_port: Option<u16>) -> anyhow::Result<Mosquitto> {
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("mosquitto.conf");
+        let websockets = ws_port
+            .map(|ws| format!("listener {ws} 127.0.0.1\nprotocol websockets\n"))
+            .unwrap_or_default();
         // `user root` keeps mosquitto from switching to a `mosquitto` user that may not exist.
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                "listener {port} 127.0.0.1\n{websockets}allow_anonymous true\npersistence false\n\
                  user root\nlog_dest none\n"
             ),
         )?;
         Ok(Mosquitto {
             port,
+            ws_port,
             conf,
             child: None,
             _dir: dir,

@@ -19,7 +19,8 @@ use usp_codec::Record;
 use usp_codec::record::{self, Inbound};
 use usp_dm::{Change, DataModel, DmError, MemoryProvider, ProviderId, StoredChange};
 use usp_mtp::{
-    ControllerTarget, MtpEvent, MtpSettings, Mtps, PeerAuth, ReplyPath, TransportConfig,
+    ControllerDirectory, ControllerTarget, MtpEvent, MtpSettings, Mtps, PeerAuth, ReplyPath,
+    TransportConfig,
 };
 
 use super::Exit;
@@ -77,6 +78,11 @@ pub(crate) struct Actor {
     /// A committed change touched the MTP rows: the MTPs are reconfigured once the answer to
     /// the change is out (it may have to leave over an MTP about to restart).
     pub mtp_changed: bool,
+    /// The Controllers' MQTT topics the MQTT MTPs read (shared with them).
+    pub controller_topics: ControllerDirectory,
+    /// A committed change touched the Controller or MTP rows: the MQTT MTPs get the new
+    /// Controller topics once the event is handled.
+    pub controllers_changed: bool,
 }
 
 /// The channels the actor listens on.
@@ -120,6 +126,10 @@ impl Actor {
                     }
                 }
             }
+            if std::mem::take(&mut self.controllers_changed) {
+                self.controller_topics
+                    .replace(routing::mqtt_controller_rows(&self.tables).await);
+            }
         }
     }
 
@@ -139,6 +149,9 @@ impl Actor {
         self.mtp_changed |= changes
             .iter()
             .any(|change| mtp_tables::touches(change.path()));
+        self.controllers_changed |= changes
+            .iter()
+            .any(|change| routing::touches_controller_topics(change.path()));
         if let Err(error) = self.store.commit(&changes) {
             // The change is live in memory but not durable; the next successful commit does
             // not repair it, so say loudly which rows are at risk.

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use usp_dm::{CommitHook, DataModel, DmError, MemoryProvider, Provider, StoredChange};
-use usp_mtp::{MtpSettings, Mtps};
+use usp_mtp::{ControllerDirectory, MtpSettings, Mtps};
 
 use crate::boot::{self, BootError};
 use crate::builtin::certificate::{self, Certificates};
@@ -162,13 +162,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     let (mtp_tx, mtp) = mpsc::channel(256);
     let running = mtp_tables::settings(&tables, &config.mtp).await;
     let links = routing::Links::new(&running);
-    let mtps = Mtps::start(
+    // Filled before the MTPs start, so their first MQTTConnect Records reach the Controllers
+    // the factory-reset file or a Controller configured.
+    let controller_topics = ControllerDirectory::new();
+    controller_topics.replace(routing::mqtt_controller_rows(&tables).await);
+    let mtps = Mtps::start_with_controllers(
         MtpSettings {
             endpoint_id: endpoint_id.clone(),
             max_record_size: config.agent.max_record_size,
             mtps: running,
         },
         mtp_tx,
+        controller_topics.clone(),
     );
     let (local_tx, local) = mpsc::channel(64);
     let socket = config.control_socket();
@@ -203,10 +208,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         routes: HashMap::new(),
         links,
         mtp_changed: false,
+        controller_topics,
+        controllers_changed: false,
     };
     actor.persist();
-    // The rows written at start (the config file's MTPs) are what the MTPs already run with.
+    // The rows written at start (the config file's MTPs) are what the MTPs already run with,
+    // and the Controller topics were read after them.
     actor.mtp_changed = false;
+    actor.controllers_changed = false;
     tracing::info!(
         %endpoint_id,
         socket = %socket.display(),

@@ -5,14 +5,18 @@
 //! come here: they go back on the path of their request.
 //!
 //! [`Links`] follows the MTP events to know what is up; [`controller_mtps`] reads the rows;
-//! [`choose`] is the pure decision, tested without sockets.
+//! [`choose`] is the pure decision, tested without sockets. [`mqtt_controller_rows`] gives the
+//! MQTT MTPs the same rows (their answers to requests without a reply-to, and their MQTTConnect
+//! Records, go to these topics).
 
 use std::collections::HashSet;
 
 use usp_dm::{MemoryProvider, Provider};
-use usp_mtp::{ControllerTarget, MtpConfig, MtpEvent, Protocol, ReplyPath, TransportConfig};
+use usp_mtp::{
+    ControllerTarget, MqttControllerRow, MtpConfig, MtpEvent, Protocol, ReplyPath, TransportConfig,
+};
 
-use crate::builtin::local_agent::MTP_TABLE;
+use crate::builtin::local_agent::{CONTROLLER_TABLE, MTP_TABLE};
 
 /// One enabled `Controller.{i}.MTP.{j}` row, as far as routing needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +199,39 @@ pub(crate) async fn controller_mtps(
     rows.into_iter().map(|(_, _, row)| row).collect()
 }
 
+/// Whether a stored change at `path` can change [`mqtt_controller_rows`]: a Controller row, or
+/// an agent MTP row (whose `Alias` an `AgentMTPReference` resolves to).
+pub(crate) fn touches_controller_topics(path: &str) -> bool {
+    path.starts_with(CONTROLLER_TABLE) || path.starts_with(MTP_TABLE)
+}
+
+/// The MQTT rows of every enabled Controller with an Endpoint ID, Controller by Controller in
+/// instance order, each Controller's rows by `Order`: what the MQTT MTPs answer and announce
+/// themselves to (see `usp_mtp::ControllerDirectory`).
+pub(crate) async fn mqtt_controller_rows(tables: &MemoryProvider) -> Vec<MqttControllerRow> {
+    let mut rows = Vec::new();
+    for number in tables.instances(CONTROLLER_TABLE).await.unwrap_or_default() {
+        let controller = format!("{CONTROLLER_TABLE}{number}");
+        let value = |name: &str| tables.value(&format!("{controller}.{name}"));
+        let Some(endpoint_id) = value("EndpointID").filter(|id| !id.is_empty()) else {
+            continue;
+        };
+        if value("Enable").as_deref() != Some("true") {
+            continue;
+        }
+        for row in controller_mtps(tables, &controller).await {
+            if let Via::Mqtt { topic, agent_mtp } = row.via {
+                rows.push(MqttControllerRow {
+                    endpoint_id: endpoint_id.clone(),
+                    topic,
+                    agent_mtp,
+                });
+            }
+        }
+    }
+    rows
+}
+
 /// The first usable way to `endpoint_id`: its rows in order, then `last_reply`, then the
 /// configured target.
 pub(crate) fn choose(
@@ -303,6 +340,79 @@ mod tests {
             Some(Route::Target(target)) => target,
             other => panic!("expected a target, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn mqtt_controller_rows_are_the_enabled_controllers_mqtt_rows_with_a_topic() {
+        use std::sync::Arc;
+        use usp_dm::ParamValues;
+
+        let tables = crate::builtin::local_agent::tables(Arc::new(|_| {})).unwrap();
+        let params = |pairs: &[(&str, &str)]| -> ParamValues {
+            pairs
+                .iter()
+                .map(|(name, value)| ((*name).to_string(), (*value).to_string()))
+                .collect()
+        };
+        tables
+            .add_instance(MTP_TABLE, &params(&[("Alias", "broker-b")]))
+            .unwrap();
+        let controllers = [
+            ("proto::a", "true"),
+            ("proto::off", "false"),
+            ("proto::b", "true"),
+            ("proto::c", "true"),
+        ];
+        for (endpoint_id, enable) in controllers {
+            tables
+                .add_instance(
+                    CONTROLLER_TABLE,
+                    &params(&[("EndpointID", endpoint_id), ("Enable", enable)]),
+                )
+                .unwrap();
+        }
+        // (`Protocol` is a unique key of a Controller's MTP table: one MQTT row each.)
+        let rows = [
+            ("1", "WebSocket", "", "1", ""),
+            ("1", "MQTT", "a/topic", "2", "Device.LocalAgent.MTP.1"),
+            ("2", "MQTT", "off/topic", "1", ""),
+            ("3", "MQTT", "", "1", ""),
+            ("4", "MQTT", "c/topic", "1", ""),
+        ];
+        for (controller, protocol, topic, order, reference) in rows {
+            tables
+                .add_instance(
+                    &format!("{CONTROLLER_TABLE}{controller}.MTP."),
+                    &params(&[
+                        ("Enable", "true"),
+                        ("Protocol", protocol),
+                        ("MQTT.Topic", topic),
+                        ("Order", order),
+                        ("MQTT.AgentMTPReference", reference),
+                    ]),
+                )
+                .unwrap();
+        }
+        let row = |endpoint_id: &str, topic: &str, agent_mtp: Option<&str>| MqttControllerRow {
+            endpoint_id: endpoint_id.into(),
+            topic: topic.into(),
+            agent_mtp: agent_mtp.map(str::to_string),
+        };
+        assert_eq!(
+            mqtt_controller_rows(&tables).await,
+            vec![
+                row("proto::a", "a/topic", Some("broker-b")),
+                row("proto::c", "c/topic", None)
+            ],
+            "a disabled Controller, a row without topic and a WebSocket row give nothing"
+        );
+        assert!(touches_controller_topics(
+            "Device.LocalAgent.Controller.1.MTP.1.MQTT.Topic"
+        ));
+        assert!(touches_controller_topics("Device.LocalAgent.MTP.1.Alias"));
+        assert!(!touches_controller_topics(
+            "Device.LocalAgent.Subscription.1.Enable"
+        ));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! `Alias` = the MTP's `name`) at the first start and whenever the file's `[[mtp]]` tables
 //! change; otherwise the rows, as Controllers left them, rule. [`settings`] turns the rows back
 //! into the MTPs to run, taking from the file what TR-181 does not hold (TLS files, the listen
-//! address, the controllers' topics, WebSocket client MTPs). The agent applies a committed
+//! address, the file's `[[mtp.controllers]]`, WebSocket client MTPs). The Controllers' own
+//! `Controller.{i}.MTP.{j}.MQTT.Topic` rows reach the MQTT MTPs apart from these settings, through
+//! `usp_mtp::ControllerDirectory` (see `agent::routing`), so that changing one restarts nothing. The agent applies a committed
 //! change of these rows at once (see [`touches`]); `Status` values follow the MTP events
 //! ([`show_link`]).
 

@@ -1,10 +1,13 @@
 //! The MQTT MTP (`Device.MQTT.Client.{i}.` with `LocalAgent.MTP.{i}.MQTT.`), over rumqttc for
 //! both 3.1.1 and 5.0. The task owns one connection at a time: CONNECT (5.0: `usp-endpoint-id`
 //! user property, Request Response Information, R-MQTT.12/13), SUBSCRIBE, wait for SUBACK, then
-//! the MQTTConnect Record to each configured controller; on any failure the connection is
-//! dropped and rebuilt after the `ConnectRetry*` backoff (R-MQTT.10/33). A 3.1.1 PUBLISH without
-//! a reply-to is a version mismatch: dropped, and its sender is not written to until it sends
-//! one with a reply-to (R-MQTT.26a).
+//! the MQTTConnect Record to each known controller; on any failure the connection is dropped and
+//! rebuilt after the `ConnectRetry*` backoff (R-MQTT.10/33). The known controllers are the data
+//! model's `Controller.{i}.MTP.{j}.MQTT.Topic` rows (read from the shared
+//! [`crate::ControllerDirectory`] each time, so a changed topic applies at once), then the config
+//! file's. A request without a reply-to is answered on its sender's topic among them; a 3.1.1
+//! PUBLISH without a reply-to from a sender with no topic is a version mismatch and dropped
+//! (R-MQTT.26a; see [`topic`]).
 //!
 //! Layout:
 //! - [`topic`]: topic bookkeeping, no I/O.
@@ -22,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::config::{MqttConfig, MqttVersion};
+use crate::config::{MqttConfig, MqttController, MqttVersion};
 use crate::event::{Dest, LinkInfo, PeerAuth};
 use crate::link::{Ctx, Outbound};
 use crate::records::{self, ConnectKind};
@@ -399,7 +402,8 @@ async fn connection(
                         send(&client, &topics, &carried.silenced, cfg, ctx, out);
                     }
                 }
-                drain(&client, &mut lp, &topics, &carried.silenced, ctx).await;
+                let known = ctx.controllers.mqtt_controllers(&ctx.name, &cfg.controllers);
+                drain(&client, &mut lp, &topics, &known, &carried.silenced, ctx).await;
                 return Ended::Shutdown;
             }
             Some(out) = outbound.recv() => {
@@ -443,7 +447,8 @@ async fn connection(
                         return Ended::Failed(err.to_string());
                     }
                     let reply_to = topics.reply_to().unwrap_or_default().to_string();
-                    for c in topics.controllers().iter().filter(|c| !carried.silenced.contains(&c.topic)) {
+                    let known = ctx.controllers.mqtt_controllers(&ctx.name, &cfg.controllers);
+                    for c in known.iter().filter(|c| !carried.silenced.contains(&c.topic)) {
                         let record = records::connect(
                             &ConnectKind::Mqtt { version: cfg.protocol_version, subscribed_topic: reply_to.clone() },
                             &ctx.endpoint_id,
@@ -466,17 +471,18 @@ async fn connection(
                     }
                     let bytes = payload.to_vec();
                     let from = records::from_id(&bytes);
+                    let known = ctx.controllers.mqtt_controllers(&ctx.name, &cfg.controllers);
                     if let (Some(version), Some(from_id)) = (records::mqtt_connect_version(&bytes), from.as_deref())
-                        && let Err(err) = topics.on_connect_record(&mut carried.silenced, from_id, version)
+                        && let Err(err) = topics.on_connect_record(&mut carried.silenced, &known, from_id, version)
                     {
                         tracing::error!(mtp = %ctx.name, %err, "Record dropped (R-MQTT.26a)");
                         continue;
                     }
-                    let reply = match topics.on_publish(&mut carried.silenced, &topic, response_topic.as_deref(), from.as_deref()) {
+                    let reply = match topics.on_publish(&mut carried.silenced, &known, &topic, response_topic.as_deref(), from.as_deref()) {
                         Ok(reply) => reply.unwrap_or_default(),
                         Err(err) => {
-                            // R-MQTT.26a: not answered; the sender hears nothing until it sends
-                            // a reply-to.
+                            // R-MQTT.26a: not answered; there is no topic to answer on until
+                            // the sender sends a reply-to.
                             tracing::error!(mtp = %ctx.name, %err, from_id = ?from, "Record dropped");
                             continue;
                         }
@@ -521,13 +527,16 @@ fn send(
 }
 
 /// R-MTP.7: Disconnect Records to every controller, then DISCONNECT, bounded by [`DRAIN`].
-async fn drain(client: &Client, lp: &mut Loop, topics: &Topics, silenced: &Silenced, ctx: &Ctx) {
+async fn drain(
+    client: &Client,
+    lp: &mut Loop,
+    topics: &Topics,
+    known: &[MqttController],
+    silenced: &Silenced,
+    ctx: &Ctx,
+) {
     if topics.ready() {
-        for c in topics
-            .controllers()
-            .iter()
-            .filter(|c| !silenced.contains(&c.topic))
-        {
+        for c in known.iter().filter(|c| !silenced.contains(&c.topic)) {
             let bye = records::disconnect(&ctx.endpoint_id, &c.endpoint_id, "MTP stopped");
             let _ = client.publish(topics, &c.topic, 1, bye);
         }

@@ -4,6 +4,22 @@
 //! `/reply-to=` suffix, or the controller's configured topic; R-MQTT.25/26), how an outgoing
 //! PUBLISH carries the reply-to for each protocol version (R-MQTT.23/24), and which controllers
 //! are not written to after a protocol version mismatch (R-MQTT.26a).
+//!
+//! The controllers and their topics are passed in by the caller (`known`): the data model's
+//! `Controller.{i}.MTP.{j}.MQTT.Topic` rows first, then the config file (see
+//! [`crate::directory`]). They change while a connection is up.
+//!
+//! A 3.1.1 PUBLISH without a `/reply-to=` suffix breaks R-MQTT.22 (every PUBLISH carries a
+//! reply-to), and the spec takes it for a version mismatch between brokers (a 5.0 Response
+//! Topic lost on the way). R-MQTT.26a: if a mismatch is encountered and the sender's reply-to
+//! topic is known, handle the error and cease communication until the sender fixes it. Read
+//! literally, that silences a known Controller with a configured topic too. This MTP answers
+//! such a Controller on its configured topic instead, deliberately: 3.1.1 gives a Controller no
+//! reply topic but configuration (the spec's notes on MQTT 3.1.1 CONNECT), Controller libraries
+//! such as usp-js publish without a reply-to and expect the answer on the topic the agent's
+//! `Controller.{i}.MTP.{j}.MQTT.Topic` holds for them, and obuspa answers there. What stays a
+//! mismatch: such a PUBLISH from a sender with no configured topic (dropped: there is nowhere to
+//! answer), and an MQTTConnect Record naming another version (the sender's topic is silenced).
 
 use std::collections::HashSet;
 
@@ -26,10 +42,11 @@ pub(crate) enum TopicError {
     /// The broker refused every subscription (R-MQTT.17).
     #[error("the broker refused every subscription")]
     SubscribeRefused,
-    /// R-MQTT.26a: a 3.1.1 PUBLISH without a `/reply-to=` suffix, most likely from a sender
-    /// speaking MQTT 5.0 whose Response Topic the 3.1.1 broker session cannot carry.
+    /// R-MQTT.26a: a 3.1.1 PUBLISH without a `/reply-to=` suffix from a sender the agent knows
+    /// no topic for, most likely one speaking MQTT 5.0 whose Response Topic the 3.1.1 broker
+    /// session cannot carry.
     #[error(
-        "MQTT 3.1.1 PUBLISH on {topic:?} has no /reply-to= topic: the sender's MQTT version does not match"
+        "MQTT 3.1.1 PUBLISH on {topic:?} has no /reply-to= topic and its sender has no configured topic: the sender's MQTT version does not match"
     )]
     VersionMismatch {
         /// The topic the PUBLISH came on.
@@ -50,9 +67,10 @@ pub(crate) enum TopicError {
     },
 }
 
-/// R-MQTT.26a: the configured topics of controllers that sent a mismatched PUBLISH. Nothing is
-/// published to them until they send a PUBLISH with a reply-to again. Kept across broker
-/// connections: reconnecting fixes nothing on the controller's side.
+/// R-MQTT.26a: the configured topics of controllers whose MQTTConnect Record named another MQTT
+/// version. Nothing is published to them until they send a PUBLISH with a reply-to or a
+/// matching MQTTConnect Record. Kept across broker connections: reconnecting fixes nothing on
+/// the controller's side.
 #[derive(Debug, Default)]
 pub(crate) struct Silenced {
     topics: HashSet<String>,
@@ -71,7 +89,6 @@ pub(crate) struct Topics {
     version: MqttVersion,
     subscriptions: Vec<String>,
     configured_reply_to: Option<String>,
-    controllers: Vec<MqttController>,
     reply_to: Option<String>,
     ready: bool,
 }
@@ -91,7 +108,6 @@ impl Topics {
                 .cloned()
                 .collect(),
             configured_reply_to: cfg.response_topic.clone().filter(|t| is_exact(t)),
-            controllers: cfg.controllers.clone(),
             reply_to: None,
             ready: false,
         }
@@ -155,35 +171,37 @@ impl Topics {
         self.reply_to.as_deref()
     }
 
-    /// Controllers to send the MQTTConnect Record to.
-    pub(crate) fn controllers(&self) -> &[MqttController] {
-        &self.controllers
-    }
-
-    /// What to do with a received PUBLISH: where its response goes ([`Topics::reply_topic`]),
-    /// or, on a 3.1.1 connection without a `/reply-to=` suffix, a version mismatch that
-    /// silences the sender's configured topic (R-MQTT.26a). A PUBLISH with a reply-to from a
-    /// silenced controller lifts the silence: the mismatch is fixed.
+    /// What to do with a received PUBLISH: where its response goes ([`Topics::reply_topic`]).
+    /// On a 3.1.1 connection without a `/reply-to=` suffix the answer goes to the sender's
+    /// configured topic in `known`; a sender without one is a version mismatch (R-MQTT.26a; see
+    /// the module docs). A PUBLISH with a reply-to from a silenced controller lifts the
+    /// silence: the mismatch is fixed. One without a reply-to leaves a silence as it is.
     pub(crate) fn on_publish(
         &self,
         silenced: &mut Silenced,
+        known: &[MqttController],
         topic: &str,
         response_topic: Option<&str>,
         from_id: Option<&str>,
     ) -> Result<Option<String>, TopicError> {
-        let own = from_id.and_then(|id| self.controller(id)).map(|c| &c.topic);
+        let own = from_id
+            .and_then(|id| controller(known, id))
+            .map(|c| &c.topic);
         if self.version == MqttVersion::V3_1_1 && suffix_reply_to(topic).is_none() {
-            if let Some(own) = own {
-                silenced.topics.insert(own.clone());
-            }
-            return Err(TopicError::VersionMismatch {
-                topic: topic.to_string(),
-            });
+            return match own {
+                Some(own) => Ok(Some(own.clone())),
+                None => Err(TopicError::VersionMismatch {
+                    topic: topic.to_string(),
+                }),
+            };
         }
-        if let Some(own) = own {
+        let reply = self.reply_topic(known, topic, response_topic, from_id);
+        if let Some(own) = own
+            && (response_topic.is_some_and(is_exact) || suffix_reply_to(topic).is_some())
+        {
             silenced.topics.remove(own);
         }
-        Ok(self.reply_topic(topic, response_topic, from_id))
+        Ok(reply)
     }
 
     /// A controller's MQTTConnect Record: a version other than ours silences its configured
@@ -191,10 +209,11 @@ impl Topics {
     pub(crate) fn on_connect_record(
         &self,
         silenced: &mut Silenced,
+        known: &[MqttController],
         from_id: &str,
         version: MqttVersion,
     ) -> Result<(), TopicError> {
-        let own = self.controller(from_id).map(|c| c.topic.clone());
+        let own = controller(known, from_id).map(|c| c.topic.clone());
         if version != self.version {
             if let Some(own) = own {
                 silenced.topics.insert(own);
@@ -211,17 +230,12 @@ impl Topics {
         Ok(())
     }
 
-    fn controller(&self, endpoint_id: &str) -> Option<&MqttController> {
-        self.controllers
-            .iter()
-            .find(|c| c.endpoint_id == endpoint_id)
-    }
-
     /// Where the response to a request goes: its Response Topic (5.0), else its `/reply-to=`
     /// suffix (3.1.1), else the configured topic of the controller named by `from_id`, or of the
     /// only controller. `None` when no return path is known.
     fn reply_topic(
         &self,
+        known: &[MqttController],
         topic: &str,
         response_topic: Option<&str>,
         from_id: Option<&str>,
@@ -232,8 +246,8 @@ impl Topics {
         if let Some(decoded) = suffix_reply_to(topic) {
             return Some(decoded);
         }
-        let by_id = from_id.and_then(|id| self.controller(id));
-        let only = match self.controllers.as_slice() {
+        let by_id = from_id.and_then(|id| controller(known, id));
+        let only = match known {
             [one] => Some(one),
             _ => None,
         };
@@ -252,6 +266,11 @@ impl Topics {
             (MqttVersion::V3_1_1, None) => (dest.to_string(), None),
         }
     }
+}
+
+/// The controller of `known` with this Endpoint ID.
+fn controller<'a>(known: &'a [MqttController], endpoint_id: &str) -> Option<&'a MqttController> {
+    known.iter().find(|c| c.endpoint_id == endpoint_id)
 }
 
 /// The topic in a `/reply-to=` suffix of `topic`, if there is a usable one.
@@ -292,6 +311,10 @@ mod tests {
                 },
             ],
         }
+    }
+
+    fn known() -> Vec<MqttController> {
+        config(MqttVersion::V5).controllers
     }
 
     #[test]
@@ -367,12 +390,13 @@ mod tests {
     fn reply_goes_to_response_topic_then_suffix_then_controller() {
         let t = Topics::new(&config(MqttVersion::V5));
         assert_eq!(
-            t.reply_topic("usp/agent", Some("ctrl/inbox"), None)
+            t.reply_topic(&known(), "usp/agent", Some("ctrl/inbox"), None)
                 .as_deref(),
             Some("ctrl/inbox")
         );
         assert_eq!(
             t.reply_topic(
+                &known(),
                 "usp/agent/reply-to=usp%2Fcontrollers%2Foui:00256D:x",
                 None,
                 None
@@ -381,57 +405,101 @@ mod tests {
             Some("usp/controllers/oui:00256D:x")
         );
         assert_eq!(
-            t.reply_topic("usp/agent", None, Some("proto::c2"))
+            t.reply_topic(&known(), "usp/agent", None, Some("proto::c2"))
                 .as_deref(),
             Some("usp/c2")
         );
-        assert_eq!(t.reply_topic("usp/agent", None, Some("proto::zz")), None);
+        assert_eq!(
+            t.reply_topic(&known(), "usp/agent", None, Some("proto::zz")),
+            None
+        );
     }
 
     #[test]
     fn single_controller_is_the_fallback_for_unknown_senders() {
-        let mut cfg = config(MqttVersion::V5);
-        cfg.controllers.truncate(1);
-        let t = Topics::new(&cfg);
+        let t = Topics::new(&config(MqttVersion::V5));
+        let mut known = known();
+        known.truncate(1);
         assert_eq!(
-            t.reply_topic("usp/agent", None, None).as_deref(),
+            t.reply_topic(&known, "usp/agent", None, None).as_deref(),
             Some("usp/c1")
         );
     }
 
     #[test]
-    fn v311_publish_without_reply_to_is_a_version_mismatch_that_silences_the_sender_until_fixed() {
+    fn v311_publish_without_reply_to_from_a_known_controller_is_answered_on_its_configured_topic() {
         let t = Topics::new(&config(MqttVersion::V3_1_1));
         let mut silenced = Silenced::default();
         assert_eq!(
-            t.on_publish(&mut silenced, "usp/agent", None, Some("proto::c2")),
-            Err(TopicError::VersionMismatch {
-                topic: "usp/agent".into()
-            })
-        );
-        assert!(silenced.contains("usp/c2"));
-        assert!(!silenced.contains("usp/c1"));
-        // A Response Topic cannot reach a 3.1.1 session; only the suffix counts.
-        assert!(
             t.on_publish(
                 &mut silenced,
+                &known(),
+                "usp/agent",
+                None,
+                Some("proto::c2")
+            ),
+            Ok(Some("usp/c2".to_string()))
+        );
+        assert!(
+            silenced.topics.is_empty(),
+            "no mismatch: nobody is silenced"
+        );
+        // A Response Topic cannot reach a 3.1.1 session; only the suffix counts.
+        assert_eq!(
+            t.on_publish(
+                &mut silenced,
+                &known(),
                 "usp/agent",
                 Some("ctrl/inbox"),
                 Some("proto::c2")
-            )
-            .is_err()
+            ),
+            Ok(Some("usp/c2".to_string()))
         );
         assert_eq!(
             t.on_publish(
                 &mut silenced,
+                &known(),
                 "usp/agent/reply-to=usp%2Fc2%2Fnew",
                 None,
                 Some("proto::c2")
             ),
-            Ok(Some("usp/c2/new".to_string()))
+            Ok(Some("usp/c2/new".to_string())),
+            "a reply-to still wins over the configured topic"
+        );
+    }
+
+    #[test]
+    fn v311_publish_without_reply_to_leaves_a_version_mismatch_silence_in_place() {
+        let t = Topics::new(&config(MqttVersion::V3_1_1));
+        let mut silenced = Silenced::default();
+        assert!(
+            t.on_connect_record(&mut silenced, &known(), "proto::c1", MqttVersion::V5)
+                .is_err()
+        );
+        assert_eq!(
+            t.on_publish(
+                &mut silenced,
+                &known(),
+                "usp/agent",
+                None,
+                Some("proto::c1")
+            ),
+            Ok(Some("usp/c1".to_string()))
         );
         assert!(
-            !silenced.contains("usp/c2"),
+            silenced.contains("usp/c1"),
+            "the answer is held back until the controller fixes its version"
+        );
+        t.on_publish(
+            &mut silenced,
+            &known(),
+            "usp/agent/reply-to=usp%2Fc1",
+            None,
+            Some("proto::c1"),
+        )
+        .unwrap();
+        assert!(
+            !silenced.contains("usp/c1"),
             "a reply-to fixes the mismatch"
         );
     }
@@ -441,7 +509,7 @@ mod tests {
         let t = Topics::new(&config(MqttVersion::V5));
         let mut silenced = Silenced::default();
         assert_eq!(
-            t.on_connect_record(&mut silenced, "proto::c1", MqttVersion::V3_1_1),
+            t.on_connect_record(&mut silenced, &known(), "proto::c1", MqttVersion::V3_1_1),
             Err(TopicError::ConnectVersionMismatch {
                 from_id: "proto::c1".into(),
                 theirs: MqttVersion::V3_1_1,
@@ -450,22 +518,31 @@ mod tests {
         );
         assert!(silenced.contains("usp/c1"));
         assert_eq!(
-            t.on_connect_record(&mut silenced, "proto::c1", MqttVersion::V5),
+            t.on_connect_record(&mut silenced, &known(), "proto::c1", MqttVersion::V5),
             Ok(())
         );
         assert!(!silenced.contains("usp/c1"));
     }
 
     #[test]
-    fn v311_publish_without_reply_to_from_an_unknown_sender_silences_nobody() {
+    fn v311_publish_without_reply_to_from_an_unknown_sender_is_a_version_mismatch_that_silences_nobody()
+     {
         let t = Topics::new(&config(MqttVersion::V3_1_1));
         let mut silenced = Silenced::default();
-        assert!(
-            t.on_publish(&mut silenced, "usp/agent", None, Some("proto::zz"))
-                .is_err()
+        assert_eq!(
+            t.on_publish(
+                &mut silenced,
+                &known(),
+                "usp/agent",
+                None,
+                Some("proto::zz")
+            ),
+            Err(TopicError::VersionMismatch {
+                topic: "usp/agent".into()
+            })
         );
         assert!(
-            t.on_publish(&mut silenced, "usp/agent/reply-to=", None, None)
+            t.on_publish(&mut silenced, &known(), "usp/agent/reply-to=", None, None)
                 .is_err(),
             "an empty reply-to is no reply-to"
         );
@@ -477,7 +554,13 @@ mod tests {
         let t = Topics::new(&config(MqttVersion::V5));
         let mut silenced = Silenced::default();
         assert_eq!(
-            t.on_publish(&mut silenced, "usp/agent", None, Some("proto::c1")),
+            t.on_publish(
+                &mut silenced,
+                &known(),
+                "usp/agent",
+                None,
+                Some("proto::c1")
+            ),
             Ok(Some("usp/c1".to_string()))
         );
         assert!(silenced.topics.is_empty());
@@ -487,7 +570,7 @@ mod tests {
     fn wildcard_reply_to_is_not_trusted() {
         let t = Topics::new(&config(MqttVersion::V5));
         assert_eq!(
-            t.reply_topic("usp/agent", Some("ctrl/#"), Some("proto::c1"))
+            t.reply_topic(&known(), "usp/agent", Some("ctrl/#"), Some("proto::c1"))
                 .as_deref(),
             Some("usp/c1")
         );

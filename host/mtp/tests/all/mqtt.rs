@@ -1,5 +1,7 @@
-//! MQTT MTP against a real mosquitto: 5.0 and 3.1.1, TLS, reply-to handling (a 3.1.1 PUBLISH
-//! without one is a version mismatch, R-MQTT.26a), MQTTConnect,
+//! MQTT MTP against a real mosquitto: 5.0 and 3.1.1, TLS, reply-to handling (a request without
+//! one is answered on its controller's topic, from the data model's Controller rows or the
+//! config file; a 3.1.1 PUBLISH without one from a sender with no topic is a version mismatch,
+//! R-MQTT.26a), MQTTConnect,
 //! broker down at start, broker restarted mid-run, an unreachable second client, reconfiguration,
 //! malformed payloads. The controller side is a plain rumqttc client.
 
@@ -13,8 +15,8 @@ use tokio::sync::mpsc;
 use usp_codec::usp_proto::usp_record::mqtt_connect_record::MqttVersion as WireVersion;
 use usp_codec::usp_proto::usp_record::record::RecordType;
 use usp_mtp::{
-    ControllerTarget, MqttConfig, MqttController, MqttVersion, MtpConfig, MtpEvent, MtpSettings,
-    Mtps, PeerAuth, TlsConfig, TransportConfig,
+    ControllerDirectory, ControllerTarget, MqttConfig, MqttController, MqttControllerRow,
+    MqttVersion, MtpConfig, MtpEvent, MtpSettings, Mtps, PeerAuth, TlsConfig, TransportConfig,
 };
 
 use crate::support::{self, AGENT, CONTROLLER, Mosquitto};
@@ -284,6 +286,82 @@ async fn mqtt311_uses_reply_to_topic_suffix() {
     assert_eq!(got.payload, b"resp");
 }
 
+/// A controller like usp-js: known only from the data model's Controller rows, it publishes
+/// without Response Topic (5.0) or `/reply-to=` suffix (3.1.1).
+#[tokio::test]
+async fn requests_without_reply_to_are_answered_on_the_data_model_topic_which_may_change_live() {
+    const DM_CONTROLLER: &str = "proto::dm-controller";
+    let broker = Mosquitto::start(None);
+    for version in [MqttVersion::V5, MqttVersion::V3_1_1] {
+        let mut ctl = Ctl5::connect(broker.port, "ctl-dm", &["dm/#"]).await;
+        let directory = ControllerDirectory::new();
+        directory.replace(vec![
+            MqttControllerRow {
+                endpoint_id: DM_CONTROLLER.into(),
+                topic: "dm/pinned-elsewhere".into(),
+                agent_mtp: Some("other".into()),
+            },
+            MqttControllerRow {
+                endpoint_id: DM_CONTROLLER.into(),
+                topic: "dm/first".into(),
+                agent_mtp: None,
+            },
+        ]);
+        support::init_tracing();
+        let (tx, mut rx) = mpsc::channel(256);
+        let mtps = Mtps::start_with_controllers(
+            settings(vec![("mqtt", mqtt(broker.port, version, None))]),
+            tx,
+            directory.clone(),
+        );
+        up(&mut rx, "mqtt").await;
+        let connect = ctl.next().await;
+        assert!(
+            connect.topic.starts_with("dm/first"),
+            "{version:?}: MQTTConnect goes to the data model's topic, got {}",
+            connect.topic
+        );
+        assert_eq!(support::decode(&connect.payload).to_id, DM_CONTROLLER);
+
+        ctl.publish_bare(AGENT_TOPIC, support::record(DM_CONTROLLER, AGENT, b"q1"))
+            .await;
+        let inbound = record(&mut rx).await;
+        mtps.send(&inbound.reply, b"a1".to_vec()).await.unwrap();
+        let got = ctl.next().await;
+        assert!(
+            got.topic.starts_with("dm/first"),
+            "{version:?}: {}",
+            got.topic
+        );
+        assert_eq!(got.payload, b"a1");
+
+        // A Controller sets a new MQTT.Topic: the next answer goes there, same connection.
+        directory.replace(vec![MqttControllerRow {
+            endpoint_id: DM_CONTROLLER.into(),
+            topic: "dm/second".into(),
+            agent_mtp: Some("mqtt".into()),
+        }]);
+        ctl.publish_bare(AGENT_TOPIC, support::record(DM_CONTROLLER, AGENT, b"q2"))
+            .await;
+        let inbound = record(&mut rx).await;
+        mtps.send(&inbound.reply, b"a2".to_vec()).await.unwrap();
+        let got = ctl.next().await;
+        assert!(
+            got.topic.starts_with("dm/second"),
+            "{version:?}: {}",
+            got.topic
+        );
+        assert_eq!(got.payload, b"a2");
+        mtps.shutdown().await;
+        let bye = ctl.next().await;
+        assert!(
+            bye.topic.starts_with("dm/second"),
+            "{version:?}: Disconnect to {}",
+            bye.topic
+        );
+    }
+}
+
 #[tokio::test]
 async fn mqtt_over_tls_both_versions() {
     let certs = support::Certs::new();
@@ -473,10 +551,14 @@ async fn mqtt_malformed_and_oversize_payloads_are_dropped() {
         let good_topic = match version {
             MqttVersion::V5 => AGENT_TOPIC.to_string(),
             MqttVersion::V3_1_1 => {
-                // R-MQTT.26a: without a reply-to a 3.1.1 PUBLISH is a version mismatch and is
-                // dropped even though it holds a valid Record.
-                ctl.publish_bare(AGENT_TOPIC, support::record(CONTROLLER, AGENT, b"bare"))
-                    .await;
+                // R-MQTT.26a: without a reply-to, from a sender the agent has no topic for, a
+                // 3.1.1 PUBLISH is a version mismatch and is dropped even though it holds a
+                // valid Record.
+                ctl.publish_bare(
+                    AGENT_TOPIC,
+                    support::record("proto::stranger", AGENT, b"bare"),
+                )
+                .await;
                 format!("{AGENT_TOPIC}/reply-to=usp%2Fcontroller")
             }
         };
