@@ -67,6 +67,33 @@ pub struct Config {
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     base_dir: PathBuf,
+    /// Whether `agent.endpoint_id` came from `USP_ENDPOINT_ID` (for the start-up log).
+    #[serde(skip)]
+    endpoint_id_from_env: bool,
+}
+
+/// Where the agent's Endpoint ID came from, strongest first (see [`Config::endpoint_id_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointIdSource {
+    /// The `USP_ENDPOINT_ID` environment variable.
+    Environment,
+    /// `[agent] endpoint_id` in the config file.
+    ConfigFile,
+    /// `Device.LocalAgent.EndpointID` in the factory-reset file.
+    FactoryResetFile,
+    /// `os::<ManufacturerOUI>-<SerialNumber>`.
+    Derived,
+}
+
+impl std::fmt::Display for EndpointIdSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndpointIdSource::Environment => "USP_ENDPOINT_ID",
+            EndpointIdSource::ConfigFile => "agent.endpoint_id",
+            EndpointIdSource::FactoryResetFile => "the factory-reset file",
+            EndpointIdSource::Derived => "the OUI and serial number",
+        })
+    }
 }
 
 /// `[access]`: roles that come from how an endpoint reaches the agent rather than from its
@@ -97,8 +124,9 @@ impl AccessConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// The agent's USP Endpoint ID. Default: `os::<ManufacturerOUI>-<SerialNumber>` (the
-    /// `os` authority scheme, R-ARC.3 style). `USP_ENDPOINT_ID` overrides it.
+    /// The agent's USP Endpoint ID. `USP_ENDPOINT_ID` overrides it; when neither is set, the
+    /// factory-reset file's `Device.LocalAgent.EndpointID` is used, else
+    /// `os::<ManufacturerOUI>-<SerialNumber>` (the `os` authority scheme, R-ARC.3 style).
     pub endpoint_id: Option<String>,
     /// Directory holding the SQLite store and other state. Default `state`, relative to the
     /// config file's directory.
@@ -260,6 +288,7 @@ impl Config {
         let set = |name: &str| lookup(name).filter(|value| !value.is_empty());
         if let Some(endpoint_id) = set("USP_ENDPOINT_ID") {
             self.agent.endpoint_id = Some(endpoint_id);
+            self.endpoint_id_from_env = true;
         }
         if let Some(oui) = set("USP_BOARD_OUI") {
             self.device_info.manufacturer_oui = oui;
@@ -326,13 +355,33 @@ impl Config {
         Ok(())
     }
 
-    /// The Endpoint ID: configured (or `USP_ENDPOINT_ID`), else `os::<OUI>-<Serial>`.
+    /// The Endpoint ID without a factory-reset file: configured (or `USP_ENDPOINT_ID`), else
+    /// `os::<OUI>-<Serial>`.
     pub fn endpoint_id(&self) -> String {
-        match &self.agent.endpoint_id {
-            Some(endpoint_id) => endpoint_id.clone(),
-            None => format!(
-                "os::{}-{}",
-                self.device_info.manufacturer_oui, self.device_info.serial_number
+        self.endpoint_id_with(None).0
+    }
+
+    /// The Endpoint ID and where it came from. Precedence, strongest first: `USP_ENDPOINT_ID`,
+    /// `[agent] endpoint_id`, the factory-reset file's `Device.LocalAgent.EndpointID`
+    /// (`factory`), `os::<OUI>-<Serial>`. The environment and this file are the integrator's
+    /// per-device and per-image decisions, made where the agent runs; the factory-reset file
+    /// is shared data (often one file for a whole fleet, carried over from obuspa), so it only
+    /// fills the gap before the derived default.
+    pub fn endpoint_id_with(&self, factory: Option<&str>) -> (String, EndpointIdSource) {
+        match (&self.agent.endpoint_id, factory) {
+            (Some(endpoint_id), _) if self.endpoint_id_from_env => {
+                (endpoint_id.clone(), EndpointIdSource::Environment)
+            }
+            (Some(endpoint_id), _) => (endpoint_id.clone(), EndpointIdSource::ConfigFile),
+            (None, Some(factory)) if !factory.is_empty() => {
+                (factory.to_string(), EndpointIdSource::FactoryResetFile)
+            }
+            (None, _) => (
+                format!(
+                    "os::{}-{}",
+                    self.device_info.manufacturer_oui, self.device_info.serial_number
+                ),
+                EndpointIdSource::Derived,
             ),
         }
     }
@@ -605,6 +654,34 @@ mod tests {
         assert_eq!(config.endpoint_id(), "os::env");
         assert_eq!(config.device_info.manufacturer_oui, "ABCDEF");
         assert_eq!(config.device_info.serial_number, "0001");
+    }
+
+    #[test]
+    fn endpoint_id_precedence_is_environment_then_config_then_factory_file_then_derived() {
+        let factory = Some("os::from-factory-file");
+        let bare = Config::from_toml("", ".").unwrap();
+        assert_eq!(
+            bare.endpoint_id_with(None),
+            ("os::000000-0001".to_string(), EndpointIdSource::Derived)
+        );
+        assert_eq!(
+            bare.endpoint_id_with(factory),
+            (
+                "os::from-factory-file".to_string(),
+                EndpointIdSource::FactoryResetFile
+            )
+        );
+        let configured = Config::from_toml("[agent]\nendpoint_id = \"os::cfg\"\n", ".").unwrap();
+        assert_eq!(
+            configured.endpoint_id_with(factory),
+            ("os::cfg".to_string(), EndpointIdSource::ConfigFile)
+        );
+        let mut from_env = configured.clone();
+        from_env.apply_env(|name| (name == "USP_ENDPOINT_ID").then(|| "os::env".to_string()));
+        assert_eq!(
+            from_env.endpoint_id_with(factory),
+            ("os::env".to_string(), EndpointIdSource::Environment)
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! [`parse`] is a pure function over text (fuzz-friendly): unlike obuspa, a bad line is reported
 //! with its number and the remaining lines are still returned.
 
+pub mod legacy;
+
 /// One parameter line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {

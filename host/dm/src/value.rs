@@ -125,39 +125,35 @@ impl ParamDef {
     /// where a number, boolean or dateTime belongs breaks typed Controllers.
     pub fn initial_value(&self) -> String {
         match &self.default {
-            Some(default) if self.check(default).is_ok() => default.clone(),
+            Some(default)
+                if self.constraints.list.is_some()
+                    || canonical(self.value_type, default).is_some() =>
+            {
+                default.clone()
+            }
             _ => zero_value(self.value_type, &self.constraints),
         }
     }
 }
 
-/// The "nothing set yet" value of a type: `false`, `0` (or the lowest number a range allows
-/// when 0 is outside every range), the Unknown Time `0001-01-01T00:00:00Z`, or `""` for
-/// strings, binary types and lists (an empty list is valid whatever its item type).
+/// The "nothing set yet" value of a type: `false`, `0`, the Unknown Time
+/// `0001-01-01T00:00:00Z`, or `""` for strings, binary types and lists (an empty list is valid
+/// whatever its item type). A range that excludes 0 does not move it: 0 is what the agent reads
+/// as "not configured" (`PeriodicNotifInterval` 0 sends no `Periodic!`, `Order` 0 sorts last),
+/// where the lowest allowed value would switch behaviour on.
 pub fn zero_value(value_type: ValueType, constraints: &Constraints) -> String {
     if constraints.list.is_some() {
         return String::new();
     }
-    let number = |zero: &str| {
-        let fits = check_item(value_type, constraints, zero).is_ok();
-        let lowest = constraints
-            .ranges
-            .iter()
-            .filter_map(|range| range.min.as_deref())
-            .find(|min| check_item(value_type, constraints, min).is_ok());
-        match (fits, lowest) {
-            (false, Some(lowest)) => lowest.to_string(),
-            _ => zero.to_string(),
-        }
-    };
     match value_type {
         ValueType::String | ValueType::Base64 | ValueType::HexBinary => String::new(),
         ValueType::Boolean => "false".to_string(),
         ValueType::DateTime => "0001-01-01T00:00:00Z".to_string(),
-        ValueType::Int | ValueType::UnsignedInt | ValueType::Long | ValueType::UnsignedLong => {
-            number("0")
-        }
-        ValueType::Decimal => number("0"),
+        ValueType::Int
+        | ValueType::UnsignedInt
+        | ValueType::Long
+        | ValueType::UnsignedLong
+        | ValueType::Decimal => "0".to_string(),
     }
 }
 
@@ -530,7 +526,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_value_moves_into_a_range_that_excludes_zero() {
+    fn zero_value_stays_zero_under_a_range_and_empty_for_lists() {
         let from_one = Constraints {
             ranges: vec![Range {
                 min: Some("1".into()),
@@ -538,7 +534,7 @@ mod tests {
             }],
             ..Constraints::default()
         };
-        assert_eq!(zero_value(ValueType::UnsignedInt, &from_one), "1");
+        assert_eq!(zero_value(ValueType::UnsignedInt, &from_one), "0");
         let list = Constraints {
             list: Some(ListFacet::default()),
             ..Constraints::default()

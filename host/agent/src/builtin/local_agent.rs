@@ -37,6 +37,7 @@ pub const SUBSCRIPTION_TABLE: &str = "Device.LocalAgent.Subscription.";
 pub const MTP_TABLE: &str = "Device.LocalAgent.MTP.";
 
 const CONTROLLER_ROW: &str = "Device.LocalAgent.Controller.{i}.";
+const MQTT_MTP_ROW: &str = "Device.LocalAgent.MTP.{i}.MQTT.";
 const SEND_ON_BOARD_REQUEST: &str = "SendOnBoardRequest()";
 
 /// The stored tables under `Device.LocalAgent.`; committed changes go to `hook`. Their schema
@@ -73,6 +74,17 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
     }
     for def in super::mtp_tables::schema()?.objects() {
         schema.insert(def.clone());
+    }
+    // TR-181 gives PublishQoS no default; a row added without one (by a Controller or a
+    // factory-reset file) publishes like an [[mtp]] table without one: QoS 1, not the 0 an
+    // unset unsignedInt would read as.
+    if let Some(mut def) = schema.object(MQTT_MTP_ROW).cloned() {
+        for param in &mut def.params {
+            if param.name == "PublishQoS" && param.default.is_none() {
+                param.default = Some("1".to_string());
+            }
+        }
+        schema.insert(def);
     }
     let mut tables = MemoryProvider::new("builtin LocalAgent tables", schema)
         .with_commit_hook(hook)
