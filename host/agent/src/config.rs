@@ -204,6 +204,11 @@ pub struct CommandsConfig {
     pub factory_reset: Option<Vec<String>>,
 }
 
+/// The host directories the bundled plugins preopen read-only: `device-info` reads `/proc`,
+/// `network` reads `/sys` (interface attributes) and `/proc` (`/proc/net`). The default
+/// `[plugins] readable_dirs` when `bundled = true`.
+pub const BUNDLED_READABLE_DIRS: [&str; 2] = ["/proc", "/sys"];
+
 /// `[plugins]`: WebAssembly data-model providers (`usp:dm` components). Each plugin is a
 /// directory holding `manifest.toml` and the `.wasm` it names; its grants are checked against
 /// the approvals below, and a grant that is not approved makes the plugin fail to load.
@@ -215,8 +220,11 @@ pub struct PluginsConfig {
     pub bundled: bool,
     /// A directory of plugin directories, loaded at start. Default: none.
     pub dir: Option<PathBuf>,
-    /// Host directories plugins may have preopened read-only (`/proc`). Default: none.
-    pub readable_dirs: Vec<PathBuf>,
+    /// Host directories plugins may have preopened read-only (`/proc`). Default: with
+    /// `bundled = true`, [`BUNDLED_READABLE_DIRS`] (what the bundled plugins' manifests ask
+    /// for, so the documented default runs them all); otherwise none. The list approves every
+    /// plugin the agent loads, those of `dir` too: write it out (`[]` for none) to narrow it.
+    pub readable_dirs: Option<Vec<PathBuf>>,
     /// Environment variables plugins may be granted. Default: none.
     pub env: Vec<String>,
     /// Whether manifests may pass configuration values to their plugin. Default `true`.
@@ -232,7 +240,7 @@ impl Default for PluginsConfig {
         PluginsConfig {
             bundled: false,
             dir: None,
-            readable_dirs: Vec::new(),
+            readable_dirs: None,
             env: Vec::new(),
             allow_config: true,
             max_memory: 64 * 1024 * 1024,
@@ -417,13 +425,16 @@ impl Config {
         self.plugins.dir.as_ref().map(|path| self.resolve(path))
     }
 
-    /// The readable directories plugins may be granted, resolved.
+    /// The readable directories plugins may be granted, resolved (see
+    /// [`PluginsConfig::readable_dirs`] for the default).
     pub fn plugin_readable_dirs(&self) -> Vec<PathBuf> {
-        self.plugins
-            .readable_dirs
-            .iter()
-            .map(|path| self.resolve(path))
-            .collect()
+        match &self.plugins.readable_dirs {
+            Some(dirs) => dirs.iter().map(|path| self.resolve(path)).collect(),
+            None if self.plugins.bundled => {
+                BUNDLED_READABLE_DIRS.iter().map(PathBuf::from).collect()
+            }
+            None => Vec::new(),
+        }
     }
 
     /// The files `Device.LocalAgent.Certificate.` lists (R-SEC.2): the `ca_file` of every MTP
@@ -612,6 +623,74 @@ mod tests {
             config.plugin_readable_dirs(),
             vec![PathBuf::from("/opt/agent/data")]
         );
+    }
+
+    #[test]
+    fn bundled_plugins_get_their_readable_dirs_by_default_and_an_explicit_list_rules() {
+        let bundled = Config::from_toml("[plugins]\nbundled = true\n", "/opt/agent").unwrap();
+        assert_eq!(
+            bundled.plugin_readable_dirs(),
+            [PathBuf::from("/proc"), PathBuf::from("/sys")]
+        );
+        let none =
+            Config::from_toml("[plugins]\nbundled = true\nreadable_dirs = []\n", ".").unwrap();
+        assert!(none.plugin_readable_dirs().is_empty());
+        let unbundled = Config::from_toml("[plugins]\ndir = \"plugins\"\n", ".").unwrap();
+        assert!(unbundled.plugin_readable_dirs().is_empty());
+    }
+
+    /// The default must cover what the bundled manifests preopen, or `bundled = true` alone
+    /// starts with plugins left out (what `examples/agent.toml` promises it does not).
+    #[test]
+    fn default_readable_dirs_cover_every_bundled_manifest_preopen() {
+        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
+        let mut preopens = Vec::new();
+        for name in ["device-info", "network", "time"] {
+            let text = std::fs::read_to_string(plugins.join(name).join("manifest.toml")).unwrap();
+            let manifest: toml::Table = toml::from_str(&text).unwrap();
+            let listed = manifest
+                .get("grants")
+                .and_then(|grants| grants.get("preopens"))
+                .and_then(toml::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for preopen in listed {
+                let host = preopen.get("host").and_then(toml::Value::as_str).unwrap();
+                preopens.push(PathBuf::from(host));
+            }
+        }
+        assert!(!preopens.is_empty());
+        let defaults = Config::from_toml("[plugins]\nbundled = true\n", ".")
+            .unwrap()
+            .plugin_readable_dirs();
+        for preopen in preopens {
+            assert!(
+                defaults.iter().any(|dir| preopen.starts_with(dir)),
+                "{} is not approved by default",
+                preopen.display()
+            );
+        }
+    }
+
+    #[test]
+    fn example_config_plugin_values_are_the_defaults_for_bundled_plugins() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agent.toml");
+        let text = std::fs::read_to_string(&example).unwrap();
+        let config = Config::from_toml(&text, "/x").unwrap();
+        let defaults = Config::from_toml("[plugins]\nbundled = true\n", "/x").unwrap();
+        assert_eq!(
+            config.plugin_readable_dirs(),
+            defaults.plugin_readable_dirs()
+        );
+        assert_eq!(config.plugins.env, defaults.plugins.env);
+        assert_eq!(config.plugins.max_memory, defaults.plugins.max_memory);
+        assert_eq!(
+            config.plugins.max_deadline_ms,
+            defaults.plugins.max_deadline_ms
+        );
+        assert_eq!(config.agent.max_record_size, defaults.agent.max_record_size);
+        assert_eq!(config.agent.log, defaults.agent.log);
+        assert_eq!(config.agent.serve_untrusted, defaults.agent.serve_untrusted);
     }
 
     #[test]
