@@ -1699,7 +1699,7 @@ mod tests {
         answers
             .into_iter()
             .next()
-            .map(|answer| ok(answer))
+            .map(ok)
             .unwrap_or_default()
     }
 
