@@ -61,7 +61,9 @@ fn is_a(name: &str, value: &str) -> bool {
         "unsignedLong" => value.parse::<u64>().is_ok(),
         "decimal" => !value.is_empty() && value.parse::<f64>().is_ok(),
         "dateTime" => is_datetime(value),
-        "hexBinary" => value.len().is_multiple_of(2) && value.bytes().all(|b| b.is_ascii_hexdigit()),
+        "hexBinary" => {
+            value.len().is_multiple_of(2) && value.bytes().all(|b| b.is_ascii_hexdigit())
+        }
         "base64" => {
             value.len().is_multiple_of(4)
                 && value

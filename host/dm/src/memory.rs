@@ -1696,11 +1696,7 @@ mod tests {
                 params: vec![],
             }])
             .await;
-        answers
-            .into_iter()
-            .next()
-            .map(ok)
-            .unwrap_or_default()
+        answers.into_iter().next().map(ok).unwrap_or_default()
     }
 
     #[tokio::test]
