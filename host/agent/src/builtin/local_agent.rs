@@ -398,6 +398,68 @@ mod tests {
         assert!(!seen.lock().unwrap().is_empty());
     }
 
+    #[tokio::test]
+    async fn every_value_of_new_rows_is_a_value_of_its_type_and_counts_count() {
+        let tables = tables(Arc::new(|_| {})).unwrap();
+        let number = tables
+            .add_instance(CONTROLLER_TABLE, &ParamValues::new())
+            .unwrap();
+        let row = format!("{CONTROLLER_TABLE}{number}.");
+        tables
+            .add_instance(&format!("{row}MTP."), &ParamValues::new())
+            .unwrap();
+        tables
+            .add_instance(&format!("{row}BootParameter."), &ParamValues::new())
+            .unwrap();
+        tables.add_instance(MTP_TABLE, &ParamValues::new()).unwrap();
+        let schema = Provider::schema(&tables);
+        let mut objects: Vec<String> = tables
+            .snapshot()
+            .params
+            .iter()
+            .filter_map(|(path, _)| path.rfind('.').map(|cut| path[..=cut].to_string()))
+            .collect();
+        objects.dedup();
+        let mut checked = 0;
+        for object in objects {
+            let answers = tables
+                .get(&[GetRequest {
+                    object: object.clone(),
+                    params: vec![],
+                }])
+                .await;
+            let values = answers.into_iter().next().unwrap().unwrap();
+            let def = schema
+                .object(&usp_dm::memory::supported_path(&object))
+                .unwrap();
+            assert_eq!(values.len(), def.params.len(), "{object}: {values:?}");
+            for param in &def.params {
+                let value = &values[&param.name];
+                let typed = param.constraints.list.is_some()
+                    || usp_dm::value::canonical(param.value_type, value).is_some();
+                assert!(
+                    typed,
+                    "{object}{} = {value:?} is not a {}",
+                    param.name,
+                    param.value_type.name()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "only {checked} values checked");
+        let value = |path: &str| tables.value(&format!("{row}{path}")).unwrap();
+        assert_eq!(value("MTPNumberOfEntries"), "1");
+        assert_eq!(value("BootParameterNumberOfEntries"), "1");
+        assert_eq!(value("MTP.1.WebSocket.Port"), "0");
+        assert_eq!(
+            tables
+                .value("Device.LocalAgent.MTP.1.MQTT.PublishQoS")
+                .as_deref(),
+            Some("1"),
+            "the agent's default where TR-181 gives none"
+        );
+    }
+
     fn controller(tables: &MemoryProvider, enable: &str) -> String {
         let params: ParamValues = [("EndpointID", "self::ctl"), ("Enable", enable)]
             .into_iter()
