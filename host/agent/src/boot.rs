@@ -99,23 +99,26 @@ fn not_stored(path: &str, cache: &mut Vec<(String, Option<Schema>)>) -> String {
         return "an obuspa-internal setting with no meaning for this agent".to_string();
     }
     let top = path.split('.').take(2).collect::<Vec<_>>().join(".") + ".";
-    let schema = match cache.iter().find(|(name, _)| *name == top) {
-        Some((_, schema)) => schema.clone(),
+    let index = match cache.iter().position(|(name, _)| *name == top) {
+        Some(index) => index,
         None => {
             let schema = usp_dm::tr181::schema(&top).ok();
-            cache.push((top, schema.clone()));
-            schema
+            cache.push((top, schema));
+            cache.len() - 1
         }
     };
     let in_model = path.rfind('.').is_some_and(|cut| {
-        schema
+        cache[index]
+            .1
             .as_ref()
             .and_then(|schema| schema.object(&supported_path(&path[..=cut])))
             .is_some_and(|def| def.param(&path[cut + 1..]).is_some())
     });
+    // `Device.LocalAgent.X`: a value of the object itself (UpTime, SoftwareVersion, ...).
+    let own_value = path.starts_with("Device.LocalAgent.") && path.matches('.').count() == 2;
     if !in_model {
         "not a parameter of TR-181 Device:2.19".to_string()
-    } else if path.starts_with("Device.LocalAgent.") {
+    } else if own_value {
         "a value this agent computes, not a stored setting".to_string()
     } else {
         "a TR-181 2.19 parameter this agent does not store (a plugin serves it, or it is not implemented)".to_string()
@@ -518,11 +521,12 @@ mod tests {
              Device.MQTT.Client.1.CleanSession true\n\
              Device.Nonsense.Thing 1\n\
              Internal.Reboot.CommandKey \"k\"\n\
-             Device.LocalAgent.EndpointID \"\"\n",
+             Device.LocalAgent.EndpointID \"\"\n\
+             Device.LocalAgent.Controller.1.E2ESession.SessionMode \"Allow\"\n",
         );
         let defaults = factory_defaults(&parsed.entries, &schema());
         let problems = &defaults.problems;
-        assert_eq!(problems.len(), 7, "{problems:#?}");
+        assert_eq!(problems.len(), 8, "{problems:#?}");
         for (index, (path, reason)) in [
             ("Device.LocalAgent.MTP.1.CoAP.Port", "CoAP"),
             ("Device.DeviceInfo.ProductClass", "[device_info]"),
@@ -531,6 +535,10 @@ mod tests {
             ("Device.Nonsense.Thing", "not a parameter of TR-181"),
             ("Internal.Reboot.CommandKey", "obuspa-internal"),
             ("Device.LocalAgent.EndpointID", "not a usable value"),
+            (
+                "Device.LocalAgent.Controller.1.E2ESession.SessionMode",
+                "does not store",
+            ),
         ]
         .into_iter()
         .enumerate()
