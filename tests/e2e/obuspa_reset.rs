@@ -6,6 +6,7 @@
 use crate::support::{Agent, Setup};
 
 const MQTT_FILE: &str = include_str!("../../host/agent/testdata/obuspa/mqtt.txt");
+const STOMP_FILE: &str = include_str!("../../host/agent/testdata/obuspa/stomp.txt");
 
 /// Log text that would mean a line of the file was dropped.
 fn dropped_lines(log: &str) -> Vec<&str> {
@@ -49,6 +50,29 @@ fn obuspa_mqtt_reset_file_loads_every_line_and_names_the_agent() {
         agent.value("Device.LocalAgent.EndpointID"),
         "os::00D09E-GW0042"
     );
+}
+
+#[test]
+fn obuspa_stomp_reset_file_loads_every_line() {
+    let agent = Agent::start_with(Setup {
+        factory_reset: Some(STOMP_FILE),
+        no_endpoint_id: true,
+        ..Setup::default()
+    });
+    assert_eq!(
+        agent.value("Device.LocalAgent.EndpointID"),
+        "os::00D09E-GW0043"
+    );
+    assert_eq!(
+        agent.value("Device.LocalAgent.Controller.1.MTP.1.STOMP.Destination"),
+        "/queue/controller-acs"
+    );
+    assert_eq!(
+        agent.value("Device.STOMP.Connection.1.EnableEncryption"),
+        "false"
+    );
+    let log = agent.log();
+    assert_eq!(dropped_lines(&log), Vec::<&str>::new(), "{log}");
 }
 
 #[test]
