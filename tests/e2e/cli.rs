@@ -193,14 +193,36 @@ fn bundled_plugins_serve_their_subtrees() {
 #[test]
 fn a_plugin_whose_grant_is_not_approved_is_left_out() {
     let agent = Agent::start_with(Setup {
-        extra: "[plugins]\nbundled = true\n",
+        extra: "[plugins]\nbundled = true\nreadable_dirs = []\n",
         ..Setup::default()
     });
     let output = agent.uspctl(&["get", "Device.DeviceInfo.MemoryStatus."]);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(agent.value("Device.DeviceInfo.Manufacturer"), "Example");
+    let log = agent.log();
+    assert!(log.contains("plugin failed to load"), "{log}");
     assert!(
-        agent.log().contains("plugin failed to load"),
+        log.contains("[plugins] readable_dirs"),
+        "the message names the setting that grants it:\n{log}"
+    );
+}
+
+#[test]
+fn bundled_plugins_load_with_the_default_readable_dirs() {
+    let agent = Agent::start_with(Setup {
+        extra: "[plugins]\nbundled = true\n",
+        ..Setup::default()
+    });
+    let total = agent.value("Device.DeviceInfo.MemoryStatus.Total");
+    assert!(total.parse::<u64>().is_ok_and(|kib| kib > 0), "{total}");
+    assert!(
+        agent
+            .ok(&["get", "Device.IP.Interface."])
+            .contains(".Name => lo\n"),
+        "the network plugin (it reads /sys and /proc) is loaded"
+    );
+    assert!(
+        !agent.log().contains("plugin failed to load"),
         "{}",
         agent.log()
     );

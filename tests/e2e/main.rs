@@ -15,6 +15,8 @@
 //! - `subscriptions`: `Periodic!` timing, subscriptions across a restart, ObjectDeletion of
 //!   nested instances.
 //! - `fault`: broker restarts, kill -9 durability, slow controllers, request floods.
+//! - `obuspa_reset`: obuspa factory-reset files as they are, and the Endpoint ID precedence.
+//! - `typed_values`: every value of `Device.` is a value of its GetSupportedDM type.
 
 #![allow(
     clippy::unwrap_used,
@@ -27,8 +29,10 @@ mod cli;
 mod fault;
 mod mtp;
 mod notifications;
+mod obuspa_reset;
 mod onboarding;
 mod persistence;
 mod remote;
 mod subscriptions;
 mod support;
+mod typed_values;

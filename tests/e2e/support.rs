@@ -27,6 +27,8 @@ pub struct Setup {
     pub extra: &'static str,
     /// Environment variables for the agent.
     pub env: Vec<(&'static str, &'static str)>,
+    /// Leave `[agent] endpoint_id` out of the config (it is `os::e2e-agent` otherwise).
+    pub no_endpoint_id: bool,
 }
 
 impl Agent {
@@ -38,9 +40,10 @@ impl Agent {
     /// Writes the config and starts the agent, waiting until its control socket answers.
     pub fn start_with(setup: Setup) -> Agent {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = String::from(
-            "[agent]\nendpoint_id = \"os::e2e-agent\"\nstate_dir = \"state\"\nlog = \"info\"\n",
-        );
+        let mut config = String::from("[agent]\nstate_dir = \"state\"\nlog = \"info\"\n");
+        if !setup.no_endpoint_id {
+            config.push_str("endpoint_id = \"os::e2e-agent\"\n");
+        }
         if let Some(text) = setup.factory_reset {
             std::fs::write(dir.path().join("factory-reset.txt"), text).expect("factory file");
             config.push_str("factory_reset_file = \"factory-reset.txt\"\n");

@@ -67,6 +67,33 @@ pub struct Config {
     /// Directory relative paths are resolved against (the config file's directory).
     #[serde(skip)]
     base_dir: PathBuf,
+    /// Whether `agent.endpoint_id` came from `USP_ENDPOINT_ID` (for the start-up log).
+    #[serde(skip)]
+    endpoint_id_from_env: bool,
+}
+
+/// Where the agent's Endpoint ID came from, strongest first (see [`Config::endpoint_id_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointIdSource {
+    /// The `USP_ENDPOINT_ID` environment variable.
+    Environment,
+    /// `[agent] endpoint_id` in the config file.
+    ConfigFile,
+    /// `Device.LocalAgent.EndpointID` in the factory-reset file.
+    FactoryResetFile,
+    /// `os::<ManufacturerOUI>-<SerialNumber>`.
+    Derived,
+}
+
+impl std::fmt::Display for EndpointIdSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EndpointIdSource::Environment => "USP_ENDPOINT_ID",
+            EndpointIdSource::ConfigFile => "agent.endpoint_id",
+            EndpointIdSource::FactoryResetFile => "the factory-reset file",
+            EndpointIdSource::Derived => "the OUI and serial number",
+        })
+    }
 }
 
 /// `[access]`: roles that come from how an endpoint reaches the agent rather than from its
@@ -97,8 +124,9 @@ impl AccessConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
-    /// The agent's USP Endpoint ID. Default: `os::<ManufacturerOUI>-<SerialNumber>` (the
-    /// `os` authority scheme, R-ARC.3 style). `USP_ENDPOINT_ID` overrides it.
+    /// The agent's USP Endpoint ID. `USP_ENDPOINT_ID` overrides it; when neither is set, the
+    /// factory-reset file's `Device.LocalAgent.EndpointID` is used, else
+    /// `os::<ManufacturerOUI>-<SerialNumber>` (the `os` authority scheme, R-ARC.3 style).
     pub endpoint_id: Option<String>,
     /// Directory holding the SQLite store and other state. Default `state`, relative to the
     /// config file's directory.
@@ -176,6 +204,11 @@ pub struct CommandsConfig {
     pub factory_reset: Option<Vec<String>>,
 }
 
+/// The host directories the bundled plugins preopen read-only: `device-info` reads `/proc`,
+/// `network` reads `/sys` (interface attributes) and `/proc` (`/proc/net`). The default
+/// `[plugins] readable_dirs` when `bundled = true`.
+pub const BUNDLED_READABLE_DIRS: [&str; 2] = ["/proc", "/sys"];
+
 /// `[plugins]`: WebAssembly data-model providers (`usp:dm` components). Each plugin is a
 /// directory holding `manifest.toml` and the `.wasm` it names; its grants are checked against
 /// the approvals below, and a grant that is not approved makes the plugin fail to load.
@@ -187,8 +220,11 @@ pub struct PluginsConfig {
     pub bundled: bool,
     /// A directory of plugin directories, loaded at start. Default: none.
     pub dir: Option<PathBuf>,
-    /// Host directories plugins may have preopened read-only (`/proc`). Default: none.
-    pub readable_dirs: Vec<PathBuf>,
+    /// Host directories plugins may have preopened read-only (`/proc`). Default: with
+    /// `bundled = true`, [`BUNDLED_READABLE_DIRS`] (what the bundled plugins' manifests ask
+    /// for, so the documented default runs them all); otherwise none. The list approves every
+    /// plugin the agent loads, those of `dir` too: write it out (`[]` for none) to narrow it.
+    pub readable_dirs: Option<Vec<PathBuf>>,
     /// Environment variables plugins may be granted. Default: none.
     pub env: Vec<String>,
     /// Whether manifests may pass configuration values to their plugin. Default `true`.
@@ -204,7 +240,7 @@ impl Default for PluginsConfig {
         PluginsConfig {
             bundled: false,
             dir: None,
-            readable_dirs: Vec::new(),
+            readable_dirs: None,
             env: Vec::new(),
             allow_config: true,
             max_memory: 64 * 1024 * 1024,
@@ -260,6 +296,7 @@ impl Config {
         let set = |name: &str| lookup(name).filter(|value| !value.is_empty());
         if let Some(endpoint_id) = set("USP_ENDPOINT_ID") {
             self.agent.endpoint_id = Some(endpoint_id);
+            self.endpoint_id_from_env = true;
         }
         if let Some(oui) = set("USP_BOARD_OUI") {
             self.device_info.manufacturer_oui = oui;
@@ -326,13 +363,33 @@ impl Config {
         Ok(())
     }
 
-    /// The Endpoint ID: configured (or `USP_ENDPOINT_ID`), else `os::<OUI>-<Serial>`.
+    /// The Endpoint ID without a factory-reset file: configured (or `USP_ENDPOINT_ID`), else
+    /// `os::<OUI>-<Serial>`.
     pub fn endpoint_id(&self) -> String {
-        match &self.agent.endpoint_id {
-            Some(endpoint_id) => endpoint_id.clone(),
-            None => format!(
-                "os::{}-{}",
-                self.device_info.manufacturer_oui, self.device_info.serial_number
+        self.endpoint_id_with(None).0
+    }
+
+    /// The Endpoint ID and where it came from. Precedence, strongest first: `USP_ENDPOINT_ID`,
+    /// `[agent] endpoint_id`, the factory-reset file's `Device.LocalAgent.EndpointID`
+    /// (`factory`), `os::<OUI>-<Serial>`. The environment and this file are the integrator's
+    /// per-device and per-image decisions, made where the agent runs; the factory-reset file
+    /// is shared data (often one file for a whole fleet, carried over from obuspa), so it only
+    /// fills the gap before the derived default.
+    pub fn endpoint_id_with(&self, factory: Option<&str>) -> (String, EndpointIdSource) {
+        match (&self.agent.endpoint_id, factory) {
+            (Some(endpoint_id), _) if self.endpoint_id_from_env => {
+                (endpoint_id.clone(), EndpointIdSource::Environment)
+            }
+            (Some(endpoint_id), _) => (endpoint_id.clone(), EndpointIdSource::ConfigFile),
+            (None, Some(factory)) if !factory.is_empty() => {
+                (factory.to_string(), EndpointIdSource::FactoryResetFile)
+            }
+            (None, _) => (
+                format!(
+                    "os::{}-{}",
+                    self.device_info.manufacturer_oui, self.device_info.serial_number
+                ),
+                EndpointIdSource::Derived,
             ),
         }
     }
@@ -368,13 +425,16 @@ impl Config {
         self.plugins.dir.as_ref().map(|path| self.resolve(path))
     }
 
-    /// The readable directories plugins may be granted, resolved.
+    /// The readable directories plugins may be granted, resolved (see
+    /// [`PluginsConfig::readable_dirs`] for the default).
     pub fn plugin_readable_dirs(&self) -> Vec<PathBuf> {
-        self.plugins
-            .readable_dirs
-            .iter()
-            .map(|path| self.resolve(path))
-            .collect()
+        match &self.plugins.readable_dirs {
+            Some(dirs) => dirs.iter().map(|path| self.resolve(path)).collect(),
+            None if self.plugins.bundled => {
+                BUNDLED_READABLE_DIRS.iter().map(PathBuf::from).collect()
+            }
+            None => Vec::new(),
+        }
     }
 
     /// The files `Device.LocalAgent.Certificate.` lists (R-SEC.2): the `ca_file` of every MTP
@@ -566,6 +626,74 @@ mod tests {
     }
 
     #[test]
+    fn bundled_plugins_get_their_readable_dirs_by_default_and_an_explicit_list_rules() {
+        let bundled = Config::from_toml("[plugins]\nbundled = true\n", "/opt/agent").unwrap();
+        assert_eq!(
+            bundled.plugin_readable_dirs(),
+            [PathBuf::from("/proc"), PathBuf::from("/sys")]
+        );
+        let none =
+            Config::from_toml("[plugins]\nbundled = true\nreadable_dirs = []\n", ".").unwrap();
+        assert!(none.plugin_readable_dirs().is_empty());
+        let unbundled = Config::from_toml("[plugins]\ndir = \"plugins\"\n", ".").unwrap();
+        assert!(unbundled.plugin_readable_dirs().is_empty());
+    }
+
+    /// The default must cover what the bundled manifests preopen, or `bundled = true` alone
+    /// starts with plugins left out (what `examples/agent.toml` promises it does not).
+    #[test]
+    fn default_readable_dirs_cover_every_bundled_manifest_preopen() {
+        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../plugins");
+        let mut preopens = Vec::new();
+        for name in ["device-info", "network", "time"] {
+            let text = std::fs::read_to_string(plugins.join(name).join("manifest.toml")).unwrap();
+            let manifest: toml::Table = toml::from_str(&text).unwrap();
+            let listed = manifest
+                .get("grants")
+                .and_then(|grants| grants.get("preopens"))
+                .and_then(toml::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for preopen in listed {
+                let host = preopen.get("host").and_then(toml::Value::as_str).unwrap();
+                preopens.push(PathBuf::from(host));
+            }
+        }
+        assert!(!preopens.is_empty());
+        let defaults = Config::from_toml("[plugins]\nbundled = true\n", ".")
+            .unwrap()
+            .plugin_readable_dirs();
+        for preopen in preopens {
+            assert!(
+                defaults.iter().any(|dir| preopen.starts_with(dir)),
+                "{} is not approved by default",
+                preopen.display()
+            );
+        }
+    }
+
+    #[test]
+    fn example_config_plugin_values_are_the_defaults_for_bundled_plugins() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agent.toml");
+        let text = std::fs::read_to_string(&example).unwrap();
+        let config = Config::from_toml(&text, "/x").unwrap();
+        let defaults = Config::from_toml("[plugins]\nbundled = true\n", "/x").unwrap();
+        assert_eq!(
+            config.plugin_readable_dirs(),
+            defaults.plugin_readable_dirs()
+        );
+        assert_eq!(config.plugins.env, defaults.plugins.env);
+        assert_eq!(config.plugins.max_memory, defaults.plugins.max_memory);
+        assert_eq!(
+            config.plugins.max_deadline_ms,
+            defaults.plugins.max_deadline_ms
+        );
+        assert_eq!(config.agent.max_record_size, defaults.agent.max_record_size);
+        assert_eq!(config.agent.log, defaults.agent.log);
+        assert_eq!(config.agent.serve_untrusted, defaults.agent.serve_untrusted);
+    }
+
+    #[test]
     fn unknown_key_is_rejected_with_its_name() {
         let err = Config::from_toml("[agent]\nendpoint = \"x\"\n", ".").unwrap_err();
         assert!(err.to_string().contains("endpoint"), "{err}");
@@ -605,6 +733,34 @@ mod tests {
         assert_eq!(config.endpoint_id(), "os::env");
         assert_eq!(config.device_info.manufacturer_oui, "ABCDEF");
         assert_eq!(config.device_info.serial_number, "0001");
+    }
+
+    #[test]
+    fn endpoint_id_precedence_is_environment_then_config_then_factory_file_then_derived() {
+        let factory = Some("os::from-factory-file");
+        let bare = Config::from_toml("", ".").unwrap();
+        assert_eq!(
+            bare.endpoint_id_with(None),
+            ("os::000000-0001".to_string(), EndpointIdSource::Derived)
+        );
+        assert_eq!(
+            bare.endpoint_id_with(factory),
+            (
+                "os::from-factory-file".to_string(),
+                EndpointIdSource::FactoryResetFile
+            )
+        );
+        let configured = Config::from_toml("[agent]\nendpoint_id = \"os::cfg\"\n", ".").unwrap();
+        assert_eq!(
+            configured.endpoint_id_with(factory),
+            ("os::cfg".to_string(), EndpointIdSource::ConfigFile)
+        );
+        let mut from_env = configured.clone();
+        from_env.apply_env(|name| (name == "USP_ENDPOINT_ID").then(|| "os::env".to_string()));
+        assert_eq!(
+            from_env.endpoint_id_with(factory),
+            ("os::env".to_string(), EndpointIdSource::Environment)
+        );
     }
 
     #[test]

@@ -11,10 +11,16 @@
 //! double quotes (the only way to write an empty string; there are no escapes, so a value cannot
 //! hold `"`). A leading `+` means "add if absent": the line never overwrites a value that an
 //! earlier line or the existing state already gave. Lines under `Internal.` are obuspa's private
-//! settings and are reported as [`Entry::internal`] so the caller can skip them.
+//! settings, flagged by [`Entry::internal`]; the agent honours `Internal.Reboot.Cause` and
+//! reports the others.
+//!
+//! obuspa's files predate TR-181 Device:2.19 in places (`Controller.{i}.MTP.{i}.MQTT.Reference`,
+//! `X_ARRIS-COM_EnableEncryption`); [`legacy`] maps those names to the model this agent serves.
 //!
 //! [`parse`] is a pure function over text (fuzz-friendly): unlike obuspa, a bad line is reported
 //! with its number and the remaining lines are still returned.
+
+pub mod legacy;
 
 /// One parameter line.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,7 +31,7 @@ use crate::provider::{
     Args, ChangeSink, GetRequest, GetResponse, OperateOutcome, ParamValues, Provider,
     ProviderError, Transaction,
 };
-use crate::schema::{ObjectDef, ParamAccess, Schema};
+use crate::schema::{ObjectDef, ParamAccess, ParamDef, Schema};
 use crate::value::ValueType;
 use keys::{Columns, KeyIndex};
 
@@ -159,16 +159,66 @@ fn error(code: UspErrorCode, message: impl Into<String>) -> ProviderError {
     ProviderError::new(code, message)
 }
 
+/// The initial values of an object's stored parameters (every parameter but the
+/// `*NumberOfEntries` counts, which are computed on read): defaults, or the zero of the type.
 fn defaults(def: &ObjectDef) -> ParamValues {
     def.params
         .iter()
-        .map(|param| {
-            (
-                param.name.clone(),
-                param.default.clone().unwrap_or_default(),
-            )
-        })
+        .filter(|param| counted_table(param).is_none())
+        .map(|param| (param.name.clone(), param.initial_value()))
         .collect()
+}
+
+/// TR-181 count parameters whose table is not named by the parameter's prefix (the model's
+/// `numEntriesParameter` exceptions in Device:2.19): parameter name → table name.
+const COUNT_EXCEPTIONS: &[(&str, &str)] = &[
+    ("ForwardNumberOfEntries", "Forwarding"),
+    ("DeviceImageNumberOfEntries", "DeviceImageFile"),
+    ("TaskCapabilityRegistryNumberOfEntries", "Registry"),
+    ("ResultConflictNumberOfEntries", "Conflict"),
+    ("ResultReportTableNumberOfEntries", "ReportTable"),
+    ("ResultReportRowNumberOfEntries", "ResultRow"),
+    ("BindingTableNumberOfEntries", "Binding"),
+];
+
+/// For a `<Table>NumberOfEntries` parameter, the name of the table it counts (a child of its
+/// own object). Such a value is always the live number of rows, never a stored one, so it can
+/// neither go stale nor read as an empty string; a table this provider does not serve counts 0.
+pub fn counted_table(param: &ParamDef) -> Option<&str> {
+    if param.value_type != ValueType::UnsignedInt {
+        return None;
+    }
+    let table = param.name.strip_suffix("NumberOfEntries")?;
+    let table = COUNT_EXCEPTIONS
+        .iter()
+        .find(|(name, _)| *name == param.name)
+        .map_or(table, |(_, table)| table);
+    (!table.is_empty()).then_some(table)
+}
+
+/// The value of count parameter `param` of the concrete object `object`, as `store` holds it.
+fn count_of(store: &Store, object: &str, table: &str) -> String {
+    store
+        .tables
+        .get(&format!("{object}{table}."))
+        .map_or(0, BTreeSet::len)
+        .to_string()
+}
+
+impl Inner {
+    /// The count parameters of the concrete object `object` with the values `store` gives them.
+    fn counts(&self, store: &Store, object: &str) -> Vec<(String, String)> {
+        let Some(def) = self.schema.object(&supported_path(object)) else {
+            return Vec::new();
+        };
+        def.params
+            .iter()
+            .filter_map(|param| {
+                let table = counted_table(param)?;
+                Some((param.name.clone(), count_of(store, object, table)))
+            })
+            .collect()
+    }
 }
 
 impl Inner {
@@ -272,12 +322,17 @@ impl MemoryProvider {
     /// The current value of a parameter (concrete path), if it exists.
     pub fn value(&self, path: &str) -> Option<String> {
         let cut = path.rfind('.')?;
+        let (object, name) = (&path[..=cut], &path[cut + 1..]);
         let store = self.store();
-        store
-            .objects
-            .get(&path[..=cut])?
-            .get(&path[cut + 1..])
-            .cloned()
+        let values = store.objects.get(object)?;
+        if let Some(value) = values.get(name) {
+            return Some(value.clone());
+        }
+        self.inner
+            .counts(&store, object)
+            .into_iter()
+            .find(|(count, _)| count == name)
+            .map(|(_, value)| value)
     }
 
     /// The instance of `table` (a concrete table path, `Device.LocalAgent.Controller.`) whose
@@ -436,13 +491,19 @@ impl MemoryProvider {
         for (path, value) in &snapshot.params {
             let placed = path.rfind('.').is_some_and(|cut| {
                 let (object, name) = (&path[..=cut], &path[cut + 1..]);
-                let known = self
+                let def = self
                     .inner
                     .schema
                     .object(&supported_path(object))
-                    .is_some_and(|def| def.param(name).is_some());
-                match store.objects.get_mut(object) {
-                    Some(values) if known => {
+                    .and_then(|def| def.param(name));
+                match (store.objects.get_mut(object), def) {
+                    // Counts are computed on read; older stores hold them (as "").
+                    (Some(_), Some(def)) if counted_table(def).is_some() => true,
+                    // An empty string where a number, boolean or dateTime belongs is the
+                    // placeholder older versions stored for "no default": keep the typed
+                    // initial value instead.
+                    (Some(_), Some(def)) if value.is_empty() && def.check(value).is_err() => true,
+                    (Some(values), Some(_)) => {
                         values.insert(name.to_string(), value.clone());
                         true
                     }
@@ -1043,17 +1104,32 @@ impl Provider for MemoryProvider {
         let store = self.store();
         requests
             .iter()
-            .map(|request| match store.objects.get(&request.object) {
-                None => Err(error(
-                    UspErrorCode::ObjectDoesNotExist,
-                    format!("{} does not exist", request.object),
-                )),
-                Some(values) if request.params.is_empty() => Ok(values.clone()),
-                Some(values) => Ok(request
+            .map(|request| {
+                let Some(stored) = store.objects.get(&request.object) else {
+                    return Err(error(
+                        UspErrorCode::ObjectDoesNotExist,
+                        format!("{} does not exist", request.object),
+                    ));
+                };
+                if request.params.is_empty() {
+                    let mut values = stored.clone();
+                    values.extend(self.inner.counts(&store, &request.object));
+                    return Ok(values);
+                }
+                let mut values: ParamValues = request
                     .params
                     .iter()
-                    .filter_map(|name| values.get(name).map(|v| (name.clone(), v.clone())))
-                    .collect()),
+                    .filter_map(|name| stored.get(name).map(|v| (name.clone(), v.clone())))
+                    .collect();
+                if values.len() < request.params.len() {
+                    values.extend(
+                        self.inner
+                            .counts(&store, &request.object)
+                            .into_iter()
+                            .filter(|(name, _)| request.params.contains(name)),
+                    );
+                }
+                Ok(values)
             })
             .collect()
     }
@@ -1583,6 +1659,156 @@ mod tests {
         assert_eq!(
             ok(provider.add_instance("Device.NAT.PortMapping.", &port("9"))),
             5
+        );
+    }
+
+    /// A Controller table shaped like TR-181's: counts, typed parameters without defaults.
+    fn controller_schema() -> Schema {
+        let mut agent = ObjectDef::new("Device.LocalAgent.");
+        agent.params = vec![ParamDef::new(
+            "ControllerNumberOfEntries",
+            ValueType::UnsignedInt,
+        )];
+        let mut controller = ObjectDef::new("Device.LocalAgent.Controller.{i}.");
+        controller.access = ObjectAccess::AddDelete;
+        controller.params = vec![
+            ParamDef::new("MTPNumberOfEntries", ValueType::UnsignedInt),
+            ParamDef::new("BootParameterNumberOfEntries", ValueType::UnsignedInt),
+            ParamDef::new("Enable", ValueType::Boolean).access(ParamAccess::ReadWrite),
+            ParamDef::new("PeriodicNotifTime", ValueType::DateTime).access(ParamAccess::ReadWrite),
+        ];
+        let mut mtp = ObjectDef::new("Device.LocalAgent.Controller.{i}.MTP.{i}.");
+        mtp.access = ObjectAccess::AddDelete;
+        let mut websocket = ObjectDef::new("Device.LocalAgent.Controller.{i}.MTP.{i}.WebSocket.");
+        websocket.params =
+            vec![ParamDef::new("Port", ValueType::UnsignedInt).access(ParamAccess::ReadWrite)];
+        let mut boot = ObjectDef::new("Device.LocalAgent.Controller.{i}.BootParameter.{i}.");
+        boot.access = ObjectAccess::AddDelete;
+        [agent, controller, mtp, websocket, boot]
+            .into_iter()
+            .collect()
+    }
+
+    async fn get_all(provider: &MemoryProvider, object: &str) -> ParamValues {
+        let answers = provider
+            .get(&[GetRequest {
+                object: object.to_string(),
+                params: vec![],
+            }])
+            .await;
+        answers.into_iter().next().map(ok).unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn number_of_entries_always_count_the_rows_of_their_table() {
+        let provider = MemoryProvider::new("t", controller_schema());
+        let controller = "Device.LocalAgent.Controller.1.";
+        ok(provider.add_instance("Device.LocalAgent.Controller.", &ParamValues::new()));
+        let values = get_all(&provider, controller).await;
+        assert_eq!(values["MTPNumberOfEntries"], "0");
+        assert_eq!(values["BootParameterNumberOfEntries"], "0");
+        assert_eq!(
+            get_all(&provider, "Device.LocalAgent.").await["ControllerNumberOfEntries"],
+            "1"
+        );
+        for _ in 0..2 {
+            ok(provider.add_instance(&format!("{controller}MTP."), &ParamValues::new()));
+        }
+        assert_eq!(
+            get_all(&provider, controller).await["MTPNumberOfEntries"],
+            "2"
+        );
+        ok(provider.delete_instance(&format!("{controller}MTP.1.")));
+        let named = provider
+            .get(&[GetRequest {
+                object: controller.to_string(),
+                params: vec!["MTPNumberOfEntries".to_string(), "Enable".to_string()],
+            }])
+            .await;
+        let named = ok(named
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no answer")));
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert_eq!(named["MTPNumberOfEntries"], "1");
+        assert_eq!(
+            provider
+                .value(&format!("{controller}MTPNumberOfEntries"))
+                .as_deref(),
+            Some("1")
+        );
+        assert!(
+            !provider
+                .snapshot()
+                .params
+                .iter()
+                .any(|(path, _)| path.ends_with("NumberOfEntries")),
+            "counts are computed, never stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn parameters_without_a_default_start_with_the_zero_of_their_type() {
+        let provider = MemoryProvider::new("t", controller_schema());
+        ok(provider.add_instance("Device.LocalAgent.Controller.", &ParamValues::new()));
+        ok(provider.add_instance("Device.LocalAgent.Controller.1.MTP.", &ParamValues::new()));
+        let controller = get_all(&provider, "Device.LocalAgent.Controller.1.").await;
+        assert_eq!(controller["Enable"], "false");
+        assert_eq!(controller["PeriodicNotifTime"], "0001-01-01T00:00:00Z");
+        let websocket = get_all(&provider, "Device.LocalAgent.Controller.1.MTP.1.WebSocket.").await;
+        assert_eq!(websocket["Port"], "0");
+    }
+
+    #[tokio::test]
+    async fn restore_keeps_typed_values_over_stored_empty_placeholders_and_counts() {
+        let provider = MemoryProvider::new("t", controller_schema());
+        let snapshot = Snapshot {
+            instances: vec![
+                "Device.LocalAgent.Controller.1.".into(),
+                "Device.LocalAgent.Controller.1.MTP.1.".into(),
+            ],
+            params: vec![
+                (
+                    "Device.LocalAgent.Controller.1.MTPNumberOfEntries".into(),
+                    String::new(),
+                ),
+                (
+                    "Device.LocalAgent.Controller.1.MTP.1.WebSocket.Port".into(),
+                    String::new(),
+                ),
+                (
+                    "Device.LocalAgent.Controller.1.Enable".into(),
+                    "true".into(),
+                ),
+            ],
+            next_instance: vec![],
+        };
+        let report = provider.restore(&snapshot);
+        assert!(report.skipped.is_empty(), "{report:?}");
+        let value = |path: &str| provider.value(path).unwrap_or_default();
+        assert_eq!(
+            value("Device.LocalAgent.Controller.1.MTPNumberOfEntries"),
+            "1"
+        );
+        assert_eq!(
+            value("Device.LocalAgent.Controller.1.MTP.1.WebSocket.Port"),
+            "0"
+        );
+        assert_eq!(value("Device.LocalAgent.Controller.1.Enable"), "true");
+    }
+
+    #[test]
+    fn counted_tables_follow_the_name_and_the_model_exceptions() {
+        let count = |name: &str| ParamDef::new(name, ValueType::UnsignedInt);
+        assert_eq!(counted_table(&count("MTPNumberOfEntries")), Some("MTP"));
+        assert_eq!(
+            counted_table(&count("ForwardNumberOfEntries")),
+            Some("Forwarding")
+        );
+        assert_eq!(counted_table(&count("NumberOfEntries")), None);
+        assert_eq!(
+            counted_table(&ParamDef::new("XNumberOfEntries", ValueType::String)),
+            None
         );
     }
 

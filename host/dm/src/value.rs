@@ -119,6 +119,42 @@ impl ParamDef {
     pub fn check(&self, value: &str) -> Result<String, ValueError> {
         check(self.value_type, &self.constraints, value)
     }
+
+    /// The value the parameter holds before anything sets it: the schema default, else
+    /// [`zero_value`]. A parameter without a value does not exist in USP, and an empty string
+    /// where a number, boolean or dateTime belongs breaks typed Controllers.
+    pub fn initial_value(&self) -> String {
+        match &self.default {
+            Some(default)
+                if self.constraints.list.is_some()
+                    || canonical(self.value_type, default).is_some() =>
+            {
+                default.clone()
+            }
+            _ => zero_value(self.value_type, &self.constraints),
+        }
+    }
+}
+
+/// The "nothing set yet" value of a type: `false`, `0`, the Unknown Time
+/// `0001-01-01T00:00:00Z`, or `""` for strings, binary types and lists (an empty list is valid
+/// whatever its item type). A range that excludes 0 does not move it: 0 is what the agent reads
+/// as "not configured" (`PeriodicNotifInterval` 0 sends no `Periodic!`, `Order` 0 sorts last),
+/// where the lowest allowed value would switch behaviour on.
+pub fn zero_value(value_type: ValueType, constraints: &Constraints) -> String {
+    if constraints.list.is_some() {
+        return String::new();
+    }
+    match value_type {
+        ValueType::String | ValueType::Base64 | ValueType::HexBinary => String::new(),
+        ValueType::Boolean => "false".to_string(),
+        ValueType::DateTime => "0001-01-01T00:00:00Z".to_string(),
+        ValueType::Int
+        | ValueType::UnsignedInt
+        | ValueType::Long
+        | ValueType::UnsignedLong
+        | ValueType::Decimal => "0".to_string(),
+    }
 }
 
 /// Checks `value` against a type and its facets; returns the canonical form.
@@ -457,6 +493,63 @@ mod tests {
         );
         assert_eq!(DateTime::parse("2021-13-06T08:00:00Z"), None);
         assert_eq!(DateTime::parse("yesterday"), None);
+    }
+
+    #[test]
+    fn zero_values_are_valid_values_of_their_type() {
+        let plain = Constraints::default();
+        for value_type in [
+            ValueType::String,
+            ValueType::Boolean,
+            ValueType::Int,
+            ValueType::UnsignedInt,
+            ValueType::Long,
+            ValueType::UnsignedLong,
+            ValueType::DateTime,
+            ValueType::Base64,
+            ValueType::HexBinary,
+            ValueType::Decimal,
+        ] {
+            let zero = zero_value(value_type, &plain);
+            assert!(
+                check(value_type, &plain, &zero).is_ok(),
+                "{} zero {zero:?}",
+                value_type.name()
+            );
+        }
+        assert_eq!(zero_value(ValueType::UnsignedInt, &plain), "0");
+        assert_eq!(zero_value(ValueType::Boolean, &plain), "false");
+        assert_eq!(
+            zero_value(ValueType::DateTime, &plain),
+            "0001-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn zero_value_stays_zero_under_a_range_and_empty_for_lists() {
+        let from_one = Constraints {
+            ranges: vec![Range {
+                min: Some("1".into()),
+                max: None,
+            }],
+            ..Constraints::default()
+        };
+        assert_eq!(zero_value(ValueType::UnsignedInt, &from_one), "0");
+        let list = Constraints {
+            list: Some(ListFacet::default()),
+            ..Constraints::default()
+        };
+        assert_eq!(zero_value(ValueType::UnsignedInt, &list), "");
+    }
+
+    #[test]
+    fn initial_value_is_the_default_or_the_zero_of_the_type() {
+        let port = ParamDef::new("Port", ValueType::UnsignedInt);
+        assert_eq!(port.initial_value(), "0");
+        let with_default = ParamDef::new("Port", ValueType::UnsignedInt).default_value("8443");
+        assert_eq!(with_default.initial_value(), "8443");
+        let broken_default = ParamDef::new("Enable", ValueType::Boolean).default_value("");
+        assert_eq!(broken_default.initial_value(), "false");
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! The obuspa-compatible factory-reset parser on arbitrary text: no panic, every reported line
-//! number is within the text, and every entry's path is non-empty.
+//! The obuspa-compatible factory-reset parser on arbitrary text, then the mapping of legacy
+//! names to TR-181 2.19: no panic, every reported line number is within the text, and every
+//! entry's path is non-empty.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use usp_agent::factory_reset::parse;
+use usp_agent::factory_reset::{legacy, parse};
 
 fuzz_target!(|text: &str| {
     let lines = text.lines().count().max(1);
@@ -21,6 +22,17 @@ fuzz_target!(|text: &str| {
             error.line >= 1 && error.line <= lines,
             "error line {}",
             error.line
+        );
+    }
+    let migrated = legacy::migrate(parsed.entries);
+    for entry in &migrated.entries {
+        assert!(entry.line >= 1 && entry.line <= lines && !entry.path.is_empty());
+    }
+    for note in &migrated.notes {
+        assert!(
+            note.line >= 1 && note.line <= lines,
+            "note line {}",
+            note.line
         );
     }
 });

@@ -34,7 +34,7 @@ use crate::builtin::local_agent::{
 };
 use crate::builtin::mtp_tables::{self, MtpParents};
 use crate::builtin::{BuiltinError, standard_subtree};
-use crate::config::Config;
+use crate::config::{Config, EndpointIdSource};
 use crate::control::server::{ControlError, ControlServer};
 use crate::notify::Notifier;
 use crate::rbac::controller_trust::CONTROLLER_TRUST;
@@ -84,7 +84,6 @@ pub enum AgentError {
 /// Runs the agent until `shutdown` resolves or a device command asks for a restart.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<Exit, AgentError> {
     let started = Instant::now();
-    let endpoint_id = config.endpoint_id();
     let (mut store, opened) = Store::open(&config.database_path())?;
     let fresh = opened.is_fresh() || store.meta(boot::meta::FACTORY_RESET_PENDING)?.is_some();
 
@@ -104,14 +103,33 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         stored_schema.insert(def.clone());
     }
     let factory_file = config.factory_reset_file();
-    let rows = boot::initial_rows(&store, &stored_schema, fresh, factory_file.as_deref())?;
-    let (trust_rows, table_rows) = boot::split(rows, CONTROLLER_TRUST);
+    let initial = boot::initial_rows(&store, &stored_schema, fresh, factory_file.as_deref())?;
+    let (trust_rows, table_rows) = boot::split(initial.rows, CONTROLLER_TRUST);
     boot::restore(&tables, &table_rows);
     let controller_trust = ControllerTrustProvider::new(&trust_rows, tables.clone(), hook).await?;
     if fresh {
         boot::persist_fresh(&mut store, &boot::join([tables.snapshot(), trust_rows]))?;
     }
-    let cause = boot::take_boot_cause(&mut store, fresh)?;
+    let factory_endpoint =
+        boot::factory_endpoint_id(&mut store, fresh, initial.endpoint_id.as_ref())?;
+    let (endpoint_id, source) = config.endpoint_id_with(factory_endpoint.as_deref());
+    if let Some(factory) = factory_endpoint.as_deref()
+        && source != EndpointIdSource::FactoryResetFile
+    {
+        // The file's line is not lost silently: say which setting took its place.
+        let line = initial
+            .endpoint_id
+            .as_ref()
+            .map_or_else(String::new, |file| format!("line {}: ", file.line));
+        tracing::info!(
+            "factory-reset {line}Device.LocalAgent.EndpointID {factory:?} is overridden by {source} ({endpoint_id:?})"
+        );
+    }
+    let cause = boot::take_boot_cause(
+        &mut store,
+        fresh,
+        initial.boot_cause.as_ref().map(|file| file.value.as_str()),
+    )?;
     // The file's [[mtp]] tables go into the MTP rows when they changed (or the rows are new);
     // otherwise the rows, as Controllers left them, rule (see builtin::mtp_tables).
     let file_mtps = serde_json::to_string(&config.mtp).unwrap_or_default();
@@ -218,6 +236,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     actor.controllers_changed = false;
     tracing::info!(
         %endpoint_id,
+        endpoint_id_from = %source,
         socket = %socket.display(),
         cause = %cause.cause,
         "usp-agent running"

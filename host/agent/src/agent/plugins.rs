@@ -28,9 +28,17 @@ pub(crate) async fn load(
     if dirs.is_empty() {
         return Ok(None);
     }
+    let readable_dirs = config.plugin_readable_dirs();
+    if config.plugins.readable_dirs.is_none() && !readable_dirs.is_empty() {
+        // Say so: the approval is a default, and it covers the `dir` plugins too.
+        tracing::info!(
+            dirs = ?readable_dirs,
+            "plugins may preopen these directories read-only ([plugins] readable_dirs not set: the bundled plugins' default)"
+        );
+    }
     let mut host_config = HostConfig::new(config.state_dir())?;
     host_config.approval = ApprovalPolicy {
-        readable_dirs: config.plugin_readable_dirs(),
+        readable_dirs,
         env: config.plugins.env.clone(),
         allow_config: config.plugins.allow_config,
         max_memory: config.plugins.max_memory,
@@ -53,7 +61,18 @@ pub(crate) async fn load(
                     }
                 }
                 Err(error) => {
-                    tracing::error!(dir = %path.display(), %error, "plugin failed to load");
+                    let hint = match &error {
+                        RuntimeError::GrantDenied { grant, .. }
+                            if grant.starts_with("preopen ") =>
+                        {
+                            "; to grant it, list the directory (or a parent) in [plugins] readable_dirs of the config file"
+                        }
+                        RuntimeError::GrantDenied { .. } => {
+                            "; the [plugins] section of the config file decides what plugins may be granted"
+                        }
+                        _ => "",
+                    };
+                    tracing::error!(dir = %path.display(), "plugin failed to load: {error}{hint}");
                 }
             }
         }

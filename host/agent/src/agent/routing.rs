@@ -192,7 +192,12 @@ pub(crate) async fn controller_mtps(
         {
             continue;
         }
-        let order = value("Order").parse().unwrap_or(u32::MAX);
+        // Order starts at 1; 0 (a row that never had one) and nonsense sort last.
+        let order = value("Order")
+            .parse()
+            .ok()
+            .filter(|order| *order > 0)
+            .unwrap_or(u32::MAX);
         rows.push((order, number, ControllerMtp { order, via }));
     }
     rows.sort_by_key(|(order, number, _)| (*order, *number));

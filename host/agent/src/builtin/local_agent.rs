@@ -37,6 +37,7 @@ pub const SUBSCRIPTION_TABLE: &str = "Device.LocalAgent.Subscription.";
 pub const MTP_TABLE: &str = "Device.LocalAgent.MTP.";
 
 const CONTROLLER_ROW: &str = "Device.LocalAgent.Controller.{i}.";
+const MQTT_MTP_ROW: &str = "Device.LocalAgent.MTP.{i}.MQTT.";
 const SEND_ON_BOARD_REQUEST: &str = "SendOnBoardRequest()";
 
 /// The stored tables under `Device.LocalAgent.`; committed changes go to `hook`. Their schema
@@ -73,6 +74,17 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
     }
     for def in super::mtp_tables::schema()?.objects() {
         schema.insert(def.clone());
+    }
+    // TR-181 gives PublishQoS no default; a row added without one (by a Controller or a
+    // factory-reset file) publishes like an [[mtp]] table without one: QoS 1, not the 0 an
+    // unset unsignedInt would read as.
+    if let Some(mut def) = schema.object(MQTT_MTP_ROW).cloned() {
+        for param in &mut def.params {
+            if param.name == "PublishQoS" && param.default.is_none() {
+                param.default = Some("1".to_string());
+            }
+        }
+        schema.insert(def);
     }
     let mut tables = MemoryProvider::new("builtin LocalAgent tables", schema)
         .with_commit_hook(hook)
@@ -384,6 +396,68 @@ mod tests {
             .add_instance(CONTROLLER_TABLE, &ParamValues::new())
             .unwrap();
         assert!(!seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn every_value_of_new_rows_is_a_value_of_its_type_and_counts_count() {
+        let tables = tables(Arc::new(|_| {})).unwrap();
+        let number = tables
+            .add_instance(CONTROLLER_TABLE, &ParamValues::new())
+            .unwrap();
+        let row = format!("{CONTROLLER_TABLE}{number}.");
+        tables
+            .add_instance(&format!("{row}MTP."), &ParamValues::new())
+            .unwrap();
+        tables
+            .add_instance(&format!("{row}BootParameter."), &ParamValues::new())
+            .unwrap();
+        tables.add_instance(MTP_TABLE, &ParamValues::new()).unwrap();
+        let schema = Provider::schema(&tables);
+        let mut objects: Vec<String> = tables
+            .snapshot()
+            .params
+            .iter()
+            .filter_map(|(path, _)| path.rfind('.').map(|cut| path[..=cut].to_string()))
+            .collect();
+        objects.dedup();
+        let mut checked = 0;
+        for object in objects {
+            let answers = tables
+                .get(&[GetRequest {
+                    object: object.clone(),
+                    params: vec![],
+                }])
+                .await;
+            let values = answers.into_iter().next().unwrap().unwrap();
+            let def = schema
+                .object(&usp_dm::memory::supported_path(&object))
+                .unwrap();
+            assert_eq!(values.len(), def.params.len(), "{object}: {values:?}");
+            for param in &def.params {
+                let value = &values[&param.name];
+                let typed = param.constraints.list.is_some()
+                    || usp_dm::value::canonical(param.value_type, value).is_some();
+                assert!(
+                    typed,
+                    "{object}{} = {value:?} is not a {}",
+                    param.name,
+                    param.value_type.name()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "only {checked} values checked");
+        let value = |path: &str| tables.value(&format!("{row}{path}")).unwrap();
+        assert_eq!(value("MTPNumberOfEntries"), "1");
+        assert_eq!(value("BootParameterNumberOfEntries"), "1");
+        assert_eq!(value("MTP.1.WebSocket.Port"), "0");
+        assert_eq!(
+            tables
+                .value("Device.LocalAgent.MTP.1.MQTT.PublishQoS")
+                .as_deref(),
+            Some("1"),
+            "the agent's default where TR-181 gives none"
+        );
     }
 
     fn controller(tables: &MemoryProvider, enable: &str) -> String {
