@@ -830,10 +830,13 @@ impl MemoryTransaction {
                 }
             }
         }
-        // R-ADD.5: generate unique-key strings the Controller did not supply: always for
-        // write-once keys (`Alias`, and `ID`-like keys declared write-once), and for other
-        // string keys only when the defaults would collide with an existing instance (an empty
-        // `RemoteHost` is a meaningful value, not a missing one).
+        // R-ADD.5: the Agent assigns unique-key values the Controller did not supply. A
+        // string key member is generated when it is missing and either is writable without a
+        // schema default (`Subscription.{i}.ID`, `Controller.{i}.EndpointID`: there is no value
+        // to fall back on; read-only members are the Agent's to fill), is write-once (`Alias`, whose agent-assigned values are `cpe-N` by the TR-181
+        // Alias data type), or its default would collide with an existing instance. A default
+        // such as the empty `NAT.PortMapping.{i}.RemoteHost` is a meaningful value, kept when
+        // it is unique.
         let own = objects.entry(path.clone()).or_default();
         let columns = inner.columns.get(&supported);
         if let Some(columns) = columns {
@@ -848,8 +851,12 @@ impl MemoryTransaction {
                     let generate = param.value_type == ValueType::String
                         && !params.contains_key(name)
                         && own.get(name).is_none_or(String::is_empty)
-                        && (param.access == ParamAccess::WriteOnceReadOnly || collides);
+                        && (param.access == ParamAccess::WriteOnceReadOnly
+                            || (param.access != ParamAccess::ReadOnly && param.default.is_none())
+                            || collides);
                     if generate {
+                        // Taken when another instance holds the value in this member alone:
+                        // a generated member is unique whatever the other members hold.
                         let taken = |candidate: &str| {
                             columns.single(name).is_some_and(|single| {
                                 self.holder(

@@ -86,6 +86,19 @@ impl<'a> DmTransaction<'a> {
                 return Err(DmError::ReadOnly { path });
             }
         }
+        if self
+            .dm
+            .object_def(&sub.supported)
+            .is_some_and(|object| object.is_fixed_key(&name))
+        {
+            // R-KEY.1: a non-functional key keeps the value it was created with; giving it that
+            // same value again is not a change. (An empty value was never a valid key, so
+            // assigning one is not a change either.)
+            let current = self.dm.read_param(&sub, &name).await?;
+            if !current.is_empty() && current != value {
+                return Err(DmError::FixedKey { path });
+            }
+        }
         let tx = self.provider_tx(&sub.supported, &path).await?;
         tx.set(&sub.path, &name, &value)
             .await
@@ -165,6 +178,13 @@ impl<'a> DmTransaction<'a> {
                 path: object.path.clone(),
             });
         }
+        self.remove(object).await?;
+        self.release_references(object).await
+    }
+
+    /// Deletes an instance without the Controller's access checks (also used for the rows a
+    /// deletion takes with it, see [`DmTransaction::release_references`]).
+    async fn remove(&mut self, object: &ResolvedObject) -> Result<(), DmError> {
         // Instances of nested tables go with their parent; each gets its own ObjectDeletion
         // (a subscription may watch only the nested table). Listed before the delete, while
         // they still exist.
@@ -189,6 +209,101 @@ impl<'a> DmTransaction<'a> {
                     .push((id, Change::ObjectDeleted { path: below.path }));
             }
         }
+        Ok(())
+    }
+
+    /// R-ARC.12 for a deleted instance: every strong reference to it (or to anything below
+    /// it) is released. A reference that is a read-only member of its row's unique key names
+    /// what the row exists for (`Subscription.{i}.Recipient`, TP-469 1.78), so that row is
+    /// deleted too; any other strong reference is cleared, or loses the item for a list.
+    ///
+    /// Only parameters whose target parents lie in the deleted table are examined (found from
+    /// the schema), so a delete costs one read per instance of the few referencing tables;
+    /// strong references declared without target parents are not followed.
+    async fn release_references(&mut self, deleted: &ResolvedObject) -> Result<(), DmError> {
+        let table = deleted.supported.trim_end_matches("{i}.").to_string();
+        let referrers: Vec<(String, String, bool)> = self
+            .dm
+            .schema()
+            .objects()
+            .flat_map(|def| {
+                def.params.iter().filter_map(|param| {
+                    let reference = param.reference.as_ref().filter(|r| r.strong)?;
+                    let into_table = reference
+                        .target_parents
+                        .iter()
+                        .any(|parent| parent.starts_with(&table));
+                    into_table.then(|| {
+                        let owns_row = param.access == ParamAccess::ReadOnly
+                            && def.unique_keys.iter().flatten().any(|key| key == &param.name);
+                        (def.path.clone(), param.name.clone(), owns_row)
+                    })
+                })
+            })
+            .collect();
+        let gone = |path: &str| {
+            let path = format!("{}.", path.trim_end_matches('.'));
+            path.starts_with(&deleted.path)
+        };
+        for (supported, name, owns_row) in referrers {
+            let pattern = supported.replace("{i}", "*");
+            // A referring object nobody serves (or under a parent that is gone) has no rows.
+            let Ok(resolution) = self.dm.resolve_str(&pattern).await else {
+                continue;
+            };
+            for row in resolution.objects {
+                if row.path.starts_with(&deleted.path) || self.deleted_here(&row.path) {
+                    continue;
+                }
+                let value = self.dm.read_param(&row, &name).await?;
+                let items: Vec<&str> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .collect();
+                if !items.iter().any(|item| gone(item)) {
+                    continue;
+                }
+                if owns_row && row.supported.ends_with("{i}.") {
+                    Box::pin(self.remove(&row)).await?;
+                    Box::pin(self.release_references(&row)).await?;
+                } else {
+                    let kept: Vec<&str> = items.into_iter().filter(|item| !gone(item)).collect();
+                    self.write_released(&row, &name, &kept.join(",")).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this transaction already deleted `path` or an instance above it.
+    fn deleted_here(&self, path: &str) -> bool {
+        self.changes.iter().any(|(_, change)| {
+            matches!(change, Change::ObjectDeleted { path: gone } if path.starts_with(gone.as_str()))
+        })
+    }
+
+    /// Writes the released value of a reference (no access or reference check: the Agent
+    /// clears what the Controller's delete left dangling).
+    async fn write_released(
+        &mut self,
+        row: &ResolvedObject,
+        name: &str,
+        value: &str,
+    ) -> Result<(), DmError> {
+        let path = format!("{}{name}", row.path);
+        let tx = self.provider_tx(&row.supported, &path).await?;
+        tx.set(&row.path, name, value)
+            .await
+            .map_err(|error| DmError::provider(&path, error))?;
+        let id = self.dm.owner_id(&row.supported)?;
+        self.changes.push((
+            id,
+            Change::ValueChanged {
+                path,
+                value: value.to_string(),
+            },
+        ));
         Ok(())
     }
 

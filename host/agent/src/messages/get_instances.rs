@@ -52,7 +52,9 @@ async fn instances(
     path: &str,
     first_level_only: bool,
 ) -> Result<Vec<CurrInstance>, DmError> {
-    let resolution = dm.resolve_str(path).await?;
+    // R-MSG.4a / R-GIN: a search expression that matches nothing answers an empty success,
+    // also when it names a complete unique key (`Controller.[EndpointID=="x"].`).
+    let resolution = dm.resolve_search_str(path).await?;
     if resolution.leaf != Leaf::Object {
         return Err(DmError::NotSupported {
             path: format!("{path} (GetInstances takes object paths)"),
