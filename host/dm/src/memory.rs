@@ -1096,7 +1096,10 @@ mod tests {
         ];
         table.params = vec![
             ParamDef::new("Alias", ValueType::String).access(ParamAccess::WriteOnceReadOnly),
-            ParamDef::new("RemoteHost", ValueType::String).access(ParamAccess::ReadWrite),
+            // TR-181 gives RemoteHost the default "" (any host): a value, not a missing key.
+            ParamDef::new("RemoteHost", ValueType::String)
+                .access(ParamAccess::ReadWrite)
+                .default_value(""),
             ParamDef::new("ExternalPort", ValueType::UnsignedInt)
                 .access(ParamAccess::ReadWrite)
                 .default_value("0"),
@@ -1119,6 +1122,64 @@ mod tests {
 
     async fn commit(tx: Box<dyn Transaction>) {
         ok(tx.commit().await);
+    }
+
+    /// A Subscription-like table: `ID` is writable, has no default and is a key member.
+    fn keyed_on_id() -> Schema {
+        let mut table = ObjectDef::new("Device.S.Sub.{i}.");
+        table.access = ObjectAccess::AddDelete;
+        table.unique_keys = vec![vec!["Alias".into()], vec!["Recipient".into(), "ID".into()]];
+        table.params = vec![
+            ParamDef::new("Alias", ValueType::String).access(ParamAccess::WriteOnceReadOnly),
+            ParamDef::new("Recipient", ValueType::String),
+            ParamDef::new("ID", ValueType::String).access(ParamAccess::ReadWrite),
+        ];
+        [ObjectDef::new("Device.S."), table].into_iter().collect()
+    }
+
+    #[tokio::test]
+    async fn r_add_5_a_writable_key_without_default_is_generated_and_unique() {
+        let provider = MemoryProvider::new("s", keyed_on_id());
+        let recipient = |id: Option<&str>| {
+            let mut params =
+                ParamValues::from([("Recipient".to_string(), "Device.C.1".to_string())]);
+            if let Some(id) = id {
+                params.insert("ID".to_string(), id.to_string());
+            }
+            params
+        };
+        assert_eq!(
+            ok(provider.add_instance("Device.S.Sub.", &recipient(Some("cpe-2")))),
+            1
+        );
+        assert_eq!(
+            ok(provider.add_instance("Device.S.Sub.", &recipient(None))),
+            2
+        );
+        // `cpe-2` is taken by instance 1, so instance 2 gets the next free value.
+        assert_eq!(
+            provider.value("Device.S.Sub.2.ID").as_deref(),
+            Some("cpe-2-1")
+        );
+        assert_eq!(
+            ok(provider.add_instance("Device.S.Sub.", &recipient(None))),
+            3
+        );
+        assert_eq!(
+            provider.value("Device.S.Sub.3.ID").as_deref(),
+            Some("cpe-3")
+        );
+        // A read-only member is the Agent's to fill: never generated.
+        assert_eq!(
+            ok(provider.add_instance("Device.S.Sub.", &ParamValues::new())),
+            4
+        );
+        assert_eq!(
+            provider
+                .value("Device.S.Sub.4.Recipient")
+                .unwrap_or_default(),
+            ""
+        );
     }
 
     #[tokio::test]

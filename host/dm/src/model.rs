@@ -566,7 +566,12 @@ impl DataModel {
         // The TR-181 Alias data type (digest §3.3): a Controller's value must be non-empty and
         // start with a letter. Checked for Controller writes only: the Agent's own `cpe-N`
         // values satisfy it by construction.
-        if def.is_alias() && !value.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        if def.is_alias()
+            && !value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+        {
             return Err(DmError::Value {
                 path,
                 source: ValueError::BadAlias {

@@ -235,7 +235,11 @@ impl<'a> DmTransaction<'a> {
                         .any(|parent| parent.starts_with(&table));
                     into_table.then(|| {
                         let owns_row = param.access == ParamAccess::ReadOnly
-                            && def.unique_keys.iter().flatten().any(|key| key == &param.name);
+                            && def
+                                .unique_keys
+                                .iter()
+                                .flatten()
+                                .any(|key| key == &param.name);
                         (def.path.clone(), param.name.clone(), owns_row)
                     })
                 })
@@ -342,5 +346,231 @@ impl<'a> DmTransaction<'a> {
             out.push(change);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::memory::{MemoryProvider, Snapshot};
+    use crate::schema::{
+        Constraints, ListFacet, ObjectAccess, ObjectDef, ParamDef, Reference, Schema,
+    };
+    use crate::value::{ValueError, ValueType};
+
+    fn table(path: &str, keys: &[&[&str]], params: Vec<ParamDef>) -> ObjectDef {
+        let mut object = ObjectDef::new(path);
+        object.access = ObjectAccess::AddDelete;
+        object.unique_keys = keys
+            .iter()
+            .map(|key| key.iter().map(|name| name.to_string()).collect())
+            .collect();
+        object.params = params;
+        object
+    }
+
+    fn strong(param: ParamDef) -> ParamDef {
+        let mut param = param;
+        param.reference = Some(Reference {
+            strong: true,
+            target_parents: vec!["Device.A.Ctl.".into()],
+        });
+        param
+    }
+
+    fn rw(name: &str) -> ParamDef {
+        ParamDef::new(name, ValueType::String).access(ParamAccess::ReadWrite)
+    }
+
+    /// A Controller-like table, a Subscription-like table keyed on a read-only strong reference
+    /// plus a non-functional `ID`, and a table with an ordinary and a list strong reference.
+    fn schema() -> Schema {
+        let alias =
+            || ParamDef::new("Alias", ValueType::String).access(ParamAccess::WriteOnceReadOnly);
+        let ctl = table(
+            "Device.A.Ctl.{i}.",
+            &[&["Alias"], &["EndpointID"]],
+            vec![alias(), rw("EndpointID")],
+        );
+        let mut sub = table(
+            "Device.A.Sub.{i}.",
+            &[&["Alias"], &["Recipient", "ID"]],
+            vec![
+                alias(),
+                strong(ParamDef::new("Recipient", ValueType::String)),
+                rw("ID"),
+            ],
+        );
+        sub.fixed_keys = vec!["ID".into()];
+        let link = table(
+            "Device.A.Link.{i}.",
+            &[&["Alias"]],
+            vec![
+                alias(),
+                strong(rw("Owner")),
+                strong(rw("Peers").constraints(Constraints {
+                    list: Some(ListFacet::default()),
+                    ..Constraints::default()
+                })),
+            ],
+        );
+        [ObjectDef::new("Device.A."), ctl, sub, link]
+            .into_iter()
+            .collect()
+    }
+
+    fn model() -> (DataModel, MemoryProvider) {
+        let provider = MemoryProvider::new("a", schema());
+        let mut snapshot = Snapshot::default();
+        let rows: [(&str, &[(&str, &str)]); 6] = [
+            ("Device.A.Ctl.1.", &[("Alias", "c1"), ("EndpointID", "one")]),
+            ("Device.A.Ctl.2.", &[("Alias", "c2"), ("EndpointID", "two")]),
+            (
+                "Device.A.Sub.1.",
+                &[
+                    ("Alias", "s1"),
+                    ("Recipient", "Device.A.Ctl.1"),
+                    ("ID", "x"),
+                ],
+            ),
+            (
+                "Device.A.Sub.2.",
+                &[
+                    ("Alias", "s2"),
+                    ("Recipient", "Device.A.Ctl.2"),
+                    ("ID", "x"),
+                ],
+            ),
+            (
+                "Device.A.Link.1.",
+                &[
+                    ("Alias", "l1"),
+                    ("Owner", "Device.A.Ctl.1"),
+                    ("Peers", "Device.A.Ctl.2,Device.A.Ctl.1"),
+                ],
+            ),
+            (
+                "Device.A.Link.2.",
+                &[("Alias", "l2"), ("Owner", "Device.A.Ctl.2"), ("Peers", "")],
+            ),
+        ];
+        for (object, params) in rows {
+            snapshot.instances.push(object.to_string());
+            for (name, value) in params {
+                snapshot
+                    .params
+                    .push((format!("{object}{name}"), value.to_string()));
+            }
+        }
+        provider.restore(&snapshot);
+        let mut dm = DataModel::default();
+        dm.register(Arc::new(provider.clone()))
+            .unwrap_or_else(|error| panic!("{error}"));
+        (dm, provider)
+    }
+
+    fn instance(path: &str, supported: &str) -> ResolvedObject {
+        ResolvedObject::object(path, supported)
+    }
+
+    #[tokio::test]
+    async fn r_key_1_a_non_functional_key_keeps_its_value_after_creation() {
+        let (dm, provider) = model();
+        let sub = instance("Device.A.Sub.1.", "Device.A.Sub.{i}.");
+        let mut tx = dm.begin();
+        let refused = tx.set(&sub, "ID", "y").await;
+        assert!(
+            matches!(refused, Err(DmError::FixedKey { .. })),
+            "{refused:?}"
+        );
+        // Giving the key its own value again changes nothing and is accepted.
+        assert_eq!(tx.set(&sub, "ID", "x").await.ok().as_deref(), Some("x"));
+        let committed = tx.commit().await;
+        assert!(committed.is_ok(), "{committed:?}");
+        assert_eq!(provider.value("Device.A.Sub.1.ID").as_deref(), Some("x"));
+    }
+
+    #[tokio::test]
+    async fn a_functional_key_may_change() {
+        let (dm, provider) = model();
+        let ctl = instance("Device.A.Ctl.1.", "Device.A.Ctl.{i}.");
+        let mut tx = dm.begin();
+        assert!(tx.set(&ctl, "EndpointID", "uno").await.is_ok());
+        assert!(tx.commit().await.is_ok());
+        assert_eq!(
+            provider.value("Device.A.Ctl.1.EndpointID").as_deref(),
+            Some("uno")
+        );
+    }
+
+    #[tokio::test]
+    async fn r_arc_12_deleting_a_target_deletes_rows_keyed_on_it_and_clears_other_references() {
+        let (dm, provider) = model();
+        let mut tx = dm.begin();
+        let deleted = tx
+            .delete(&instance("Device.A.Ctl.1.", "Device.A.Ctl.{i}."))
+            .await;
+        assert!(deleted.is_ok(), "{deleted:?}");
+        let changes = tx.commit().await.unwrap_or_else(|error| panic!("{error}"));
+        // The subscription of Ctl.1 went with it (its Recipient is a read-only key member)...
+        assert!(changes.contains(&Change::ObjectDeleted {
+            path: "Device.A.Sub.1.".into()
+        }));
+        assert_eq!(provider.value("Device.A.Sub.1.ID"), None);
+        // ...the one of Ctl.2 stayed.
+        assert_eq!(provider.value("Device.A.Sub.2.ID").as_deref(), Some("x"));
+        // Writable references are cleared, lists lose the item.
+        assert_eq!(provider.value("Device.A.Link.1.Owner").as_deref(), Some(""));
+        assert_eq!(
+            provider.value("Device.A.Link.1.Peers").as_deref(),
+            Some("Device.A.Ctl.2")
+        );
+        assert_eq!(
+            provider.value("Device.A.Link.2.Owner").as_deref(),
+            Some("Device.A.Ctl.2")
+        );
+        assert!(changes.contains(&Change::ValueChanged {
+            path: "Device.A.Link.1.Owner".into(),
+            value: String::new(),
+        }));
+    }
+
+    #[tokio::test]
+    async fn an_alias_must_be_non_empty_and_start_with_a_letter() {
+        let (dm, _) = model();
+        let ctl = instance("Device.A.Ctl.", "Device.A.Ctl.{i}.");
+        for bad in ["", "1st", "-x", " wan"] {
+            let refused = dm.check_write(&ctl, "Alias", bad);
+            assert!(
+                matches!(
+                    refused,
+                    Err(DmError::Value {
+                        source: ValueError::BadAlias { .. },
+                        ..
+                    })
+                ),
+                "{bad:?}: {refused:?}"
+            );
+        }
+        for good in ["wan", "cpe-7", "Z"] {
+            assert!(dm.check_write(&ctl, "Alias", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_complete_key_that_matches_nothing_is_an_empty_search_for_get_instances() {
+        let (dm, _) = model();
+        let text = r#"Device.A.Ctl.[EndpointID=="nobody"]."#;
+        assert!(matches!(
+            dm.resolve_str(text).await,
+            Err(DmError::NoSuchObject { .. })
+        ));
+        let found = dm
+            .resolve_search_str(text)
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(found.objects.is_empty());
     }
 }
