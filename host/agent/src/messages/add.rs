@@ -385,6 +385,120 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn r_add_5_add_subscription_without_id_gets_a_generated_id() {
+        let fx = Fixture::new().await;
+        let resp = add_resp(
+            add(
+                &fx,
+                false,
+                vec![create(
+                    "Device.LocalAgent.Subscription.",
+                    &[
+                        ("NotifType", "ValueChange", true),
+                        ("ReferenceList", "Device.LocalAgent.SoftwareVersion", true),
+                    ],
+                )],
+            )
+            .await,
+        );
+        let done = success(&resp.created_obj_results[0]);
+        let id = done.unique_keys.get("ID").cloned().unwrap_or_default();
+        assert!(!id.is_empty(), "{done:?}");
+        assert_eq!(
+            fx.core
+                .value("Device.LocalAgent.Subscription.2.ID")
+                .as_deref(),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            done.unique_keys.get("Alias").map(String::as_str),
+            Some("cpe-2")
+        );
+    }
+
+    #[tokio::test]
+    async fn add_with_an_invalid_alias_is_7012_and_creates_nothing() {
+        let fx = Fixture::new().await;
+        for alias in ["", "9lives", "-x"] {
+            let error = error_of(
+                add(
+                    &fx,
+                    false,
+                    vec![create(
+                        "Device.LocalAgent.Controller.",
+                        &[("EndpointID", "c2", true), ("Alias", alias, false)],
+                    )],
+                )
+                .await,
+            );
+            // Alias is a unique key, so it is required whatever the Controller says.
+            assert_eq!(error.err_code, 7012, "{alias:?}");
+            assert_eq!(
+                error.param_errs[0].param_path,
+                "Device.LocalAgent.Controller.Alias"
+            );
+        }
+        assert_eq!(fx.commit_count(), 0);
+        let resp = add_resp(
+            add(
+                &fx,
+                false,
+                vec![create(
+                    "Device.LocalAgent.Controller.",
+                    &[("EndpointID", "c2", true), ("Alias", "wan", true)],
+                )],
+            )
+            .await,
+        );
+        assert_eq!(
+            success(&resp.created_obj_results[0])
+                .unique_keys
+                .get("Alias")
+                .map(String::as_str),
+            Some("wan")
+        );
+    }
+
+    #[tokio::test]
+    async fn add_with_a_read_only_param_reports_7013_required_or_not() {
+        // Digest §3.3 (TP-469 2.25/2.26 for permissions): an included non-writable parameter
+        // goes through the required logic: required → Error; not required → listed in
+        // param_errs and left out, the instance is created.
+        let fx = Fixture::new().await;
+        let error = error_of(
+            add(
+                &fx,
+                false,
+                vec![create(
+                    "Device.LocalAgent.Subscription.",
+                    &[("ID", "s2", true), ("Recipient", "someone", true)],
+                )],
+            )
+            .await,
+        );
+        assert_eq!(error.err_code, 7013);
+        let resp = add_resp(
+            add(
+                &fx,
+                false,
+                vec![create(
+                    "Device.IP.Interface.",
+                    &[("Name", "eth9", true), ("Status", "Up", false)],
+                )],
+            )
+            .await,
+        );
+        let done = success(&resp.created_obj_results[0]);
+        assert_eq!(done.param_errs.len(), 1);
+        assert_eq!(done.param_errs[0].param, "Status");
+        assert_eq!(done.param_errs[0].err_code, 7013);
+        assert_eq!(
+            fx.core.value("Device.IP.Interface.3.Status").as_deref(),
+            Some("Down")
+        );
+    }
+
+    #[tokio::test]
     async fn add_with_invalid_required_value_is_an_error_and_creates_nothing() {
         let fx = Fixture::new().await;
         let error = error_of(

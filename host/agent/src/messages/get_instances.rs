@@ -207,6 +207,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_unique_key_expression_matching_nothing_is_an_empty_success() {
+        // R-MSG.4a: `[...]` makes a Search Path, even over a complete unique key.
+        let fx = Fixture::new().await;
+        let resp = get_instances(
+            &fx,
+            &[
+                r#"Device.LocalAgent.Controller.[EndpointID=="nobody"]."#,
+                r#"Device.LocalAgent.Controller.[EndpointID=="nobody"].MTP."#,
+            ],
+            false,
+        )
+        .await;
+        for result in &resp.req_path_results {
+            assert_eq!(result.err_code, 0, "{result:?}");
+            assert!(result.curr_insts.is_empty());
+        }
+    }
+
+    #[tokio::test]
     async fn bad_paths_report_errors() {
         let fx = Fixture::new().await;
         let resp = get_instances(

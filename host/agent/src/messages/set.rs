@@ -618,12 +618,41 @@ mod tests {
                 false,
                 vec![update(
                     "Device.LocalAgent.Subscription.1.",
+                    &[("Alias", "other", true)],
+                )],
+            )
+            .await,
+        );
+        assert_eq!(error.err_code, 7013);
+    }
+
+    #[tokio::test]
+    async fn r_key_1_subscription_id_cannot_change_after_creation() {
+        // TP-469 1.96: changing a non-functional unique key is an Error; nothing changes.
+        let fx = Fixture::new().await;
+        let error = error_of(
+            set(
+                &fx,
+                false,
+                vec![update(
+                    "Device.LocalAgent.Subscription.1.",
                     &[("ID", "other", true)],
                 )],
             )
             .await,
         );
         assert_eq!(error.err_code, 7013);
+        assert_eq!(error.param_errs.len(), 1);
+        assert_eq!(
+            error.param_errs[0].param_path,
+            "Device.LocalAgent.Subscription.1.ID"
+        );
+        assert_eq!(
+            fx.core
+                .value("Device.LocalAgent.Subscription.1.ID")
+                .as_deref(),
+            Some("sub-1")
+        );
     }
 
     #[tokio::test]
