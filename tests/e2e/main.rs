@@ -15,6 +15,7 @@
 //! - `subscriptions`: `Periodic!` timing, subscriptions across a restart, ObjectDeletion of
 //!   nested instances.
 //! - `fault`: broker restarts, kill -9 durability, slow controllers, request floods.
+//! - `tp469`: TP-469 cases (and the issue-11 item-5 behaviours) over MQTT through mosquitto.
 
 #![allow(
     clippy::unwrap_used,
@@ -32,3 +33,4 @@ mod persistence;
 mod remote;
 mod subscriptions;
 mod support;
+mod tp469;
