@@ -219,7 +219,9 @@ impl LocalAgentProvider {
                 "RequestNumberOfEntries",
             ],
             &[],
-            &[],
+            // The notifier sends `Periodic!` (notify::periodic); GetSupportedDM must list it
+            // (TP-469 1.72: events with their arguments).
+            &["Periodic!"],
         )?;
         for param in &mut def.params {
             if param.name == "UpTime" {
