@@ -5,7 +5,9 @@
 //!
 //! Every write is checked against the schema before the provider sees it (R-ENC.6): unknown
 //! parameter 7010, not writable 7013, wrong type 7011, out of range 7012, non-creatable table
-//! 7019, non-deletable instance.
+//! 7019, non-deletable instance. A Set may not change a non-functional unique key (R-KEY.1), and
+//! a Delete releases the strong references to the deleted instance (R-ARC.12, see
+//! [`DmTransaction::delete`]).
 
 use std::collections::BTreeMap;
 
@@ -165,7 +167,9 @@ impl<'a> DmTransaction<'a> {
         Ok(number)
     }
 
-    /// Deletes an instance and everything below it.
+    /// Deletes an instance and everything below it, then releases the strong references to it
+    /// elsewhere (R-ARC.12): cleared, or their row deleted with it when the reference is a
+    /// read-only unique-key member (`Subscription.{i}.Recipient`, TP-469 1.78).
     pub async fn delete(&mut self, object: &ResolvedObject) -> Result<(), DmError> {
         let def = self.dm.object_def(&object.supported);
         if object.table || !def.is_some_and(|def| def.multi_instance) {
@@ -177,6 +181,11 @@ impl<'a> DmTransaction<'a> {
             return Err(DmError::NotDeletable {
                 path: object.path.clone(),
             });
+        }
+        if self.deleted_here(&object.path) {
+            // Already gone with an earlier deletion of this transaction (its parent, or a
+            // Controller whose Subscription it was): deleting it is done.
+            return Ok(());
         }
         self.remove(object).await?;
         self.release_references(object).await
@@ -259,7 +268,11 @@ impl<'a> DmTransaction<'a> {
                 if row.path.starts_with(&deleted.path) || self.deleted_here(&row.path) {
                     continue;
                 }
-                let value = self.dm.read_param(&row, &name).await?;
+                // A row that cannot be read now (its plugin restarting) cannot be released;
+                // it must not block the delete either.
+                let Ok(value) = self.dm.read_param(&row, &name).await else {
+                    continue;
+                };
                 let items: Vec<&str> = value
                     .split(',')
                     .map(str::trim)
@@ -535,6 +548,24 @@ mod tests {
             path: "Device.A.Link.1.Owner".into(),
             value: String::new(),
         }));
+    }
+
+    #[tokio::test]
+    async fn deleting_a_row_already_taken_by_a_released_reference_is_done() {
+        let (dm, provider) = model();
+        let mut tx = dm.begin();
+        let first = tx
+            .delete(&instance("Device.A.Ctl.2.", "Device.A.Ctl.{i}."))
+            .await;
+        assert!(first.is_ok(), "{first:?}");
+        // Sub.2 went with Ctl.2; naming it in the same Delete is not a failure.
+        let second = tx
+            .delete(&instance("Device.A.Sub.2.", "Device.A.Sub.{i}."))
+            .await;
+        assert!(second.is_ok(), "{second:?}");
+        assert!(tx.commit().await.is_ok());
+        assert_eq!(provider.value("Device.A.Sub.2.ID"), None);
+        assert_eq!(provider.value("Device.A.Sub.1.ID").as_deref(), Some("x"));
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@
 //!   `param_errs` name each failed parameter, and nothing is applied (R-SET.1);
 //!   `allow_partial=true`: each `UpdateObject` is its own transaction (R-SET.0).
 //!
-//! A search path matching nothing is an empty `oper_success` (TP 1.23).
+//! A search path matching nothing is an empty `oper_success` (TP 1.23). A write-once parameter
+//! (`Alias`) and a non-functional unique key (`Subscription.{i}.ID`, R-KEY.1, TP 1.96) cannot
+//! be changed once set: 7013 (the engine's check).
 
 use std::collections::BTreeMap;
 
