@@ -900,6 +900,13 @@ fn tp469_2_untrusted_role_decides_whether_an_unknown_controller_is_served() {
             stranger.request(challenges()).await.is_err(),
             "an unknown controller was answered with UntrustedRole empty"
         );
+        assert!(
+            s.agent
+                .log()
+                .contains("not an enabled Device.LocalAgent.Controller."),
+            "{}",
+            s.agent.log()
+        );
 
         let trust = "Device.LocalAgent.ControllerTrust.";
         let answer = s
