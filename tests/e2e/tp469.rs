@@ -3,7 +3,7 @@
 //! `persistence false`). Each test is named after the TP-469 case it follows; the issue-11
 //! item-5 behaviours are filed under the nearest case (1.81 generated ID, 1.3 invalid Alias,
 //! 1.96 unique key after creation, 1.78 Controller deletion, 1.66 empty GetInstances search,
-//! 2.25 non-writable parameter in Add, section 2 UntrustedRole).
+//! 2.25 non-writable parameter in Add, section 2 UntrustedRole). Also 1.48, 1.57, 1.100 and 1.104.
 //!
 //! Every test starts its own broker and agent (about a second) so that the cases stay
 //! independent and can run in parallel; every wait is bounded (`bounded`, the client's request
@@ -13,13 +13,16 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use tokio::sync::mpsc;
 use usp_codec::UspErrorCode;
 use usp_codec::usp_proto::usp::{self, body::MsgBody, request::ReqType, response::RespType};
-use usp_mtp::controller::{ControllerClient, ControllerOptions, Endpoint, MqttEndpoint};
+use usp_mtp::controller::{
+    AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint,
+};
 
 use crate::mtp::expect;
 use crate::mtp::harness::{
-    AGENT_ID, AGENT_TOPIC_V5, Agent, CONTROLLER, CONTROLLER_TOPIC, Mosquitto, MqttMtp,
+    AGENT_ID, AGENT_TOPIC_V5, ANSWER, Agent, CONTROLLER, CONTROLLER_TOPIC, Mosquitto, MqttMtp,
     OTHER_CONTROLLER, STRANGER, Setup, bounded,
 };
 use crate::mtp::peer::{Link, MqttLink, get_record, recv_msg};
@@ -32,6 +35,8 @@ const UNTRUSTED_ROLE: &str = "Device.LocalAgent.ControllerTrust.Role.2";
 struct Session {
     agent: Agent,
     ctl: ControllerClient,
+    /// Notifys and Connect Records sent to [`CONTROLLER`].
+    events: mpsc::Receiver<AgentEvent>,
     broker: Mosquitto,
 }
 
@@ -48,7 +53,7 @@ impl Session {
             ..Setup::default()
         })
         .await?;
-        let ctl = client(
+        let (ctl, events) = client(
             broker.port,
             CONTROLLER,
             CONTROLLER_TOPIC,
@@ -56,12 +61,18 @@ impl Session {
         )
         .await
         .with_context(|| agent.log())?;
-        Ok(Session { agent, ctl, broker })
+        Ok(Session {
+            agent,
+            ctl,
+            events,
+            broker,
+        })
     }
 
     /// Another controller on the same broker (answers go to `own_topic`, its Response Topic).
     async fn other(&self, id: &str, own_topic: &str) -> anyhow::Result<ControllerClient> {
-        client(self.broker.port, id, own_topic, Duration::from_secs(5)).await
+        let (other, _) = client(self.broker.port, id, own_topic, Duration::from_secs(5)).await?;
+        Ok(other)
     }
 
     async fn ask(&self, req: ReqType) -> anyhow::Result<usp::Msg> {
@@ -79,7 +90,7 @@ async fn client(
     id: &str,
     own_topic: &str,
     timeout: Duration,
-) -> anyhow::Result<ControllerClient> {
+) -> anyhow::Result<(ControllerClient, mpsc::Receiver<AgentEvent>)> {
     let mut options = ControllerOptions::new(
         id,
         AGENT_ID,
@@ -107,8 +118,7 @@ async fn client(
     }
     drop(probe);
     options.timeout = timeout;
-    let (client, _) = ControllerClient::connect(options).await?;
-    Ok(client)
+    Ok(ControllerClient::connect(options).await?)
 }
 
 fn get(paths: &[&str], max_depth: u32) -> ReqType {
@@ -554,6 +564,110 @@ fn tp469_1_46_get_with_a_search_expression_returns_only_matching_instances() {
         // Keys are relative to the resolved path.
         assert_eq!(params.get("ID").map(String::as_str), Some("tp-1-46-on"));
         assert!(params.keys().all(|key| !key.starts_with("Device.")));
+        s.agent.check_running()
+    });
+}
+
+#[test]
+fn tp469_1_48_get_with_a_numeric_search_expression_compares_numbers() {
+    run(async {
+        let mut s = Session::start().await?;
+        let short = add_subscription(&s.ctl, Some("tp-1-48-short"), "false").await?;
+        let long = add_subscription(&s.ctl, Some("tp-1-48-long"), "false").await?;
+        for (path, seconds) in [(&short, "5"), (&long, "20")] {
+            let answer = s
+                .ask(set(
+                    false,
+                    vec![update(path, &[("NotifExpiration", seconds, true)])],
+                ))
+                .await?;
+            set_results(&answer)?;
+        }
+        let answer = s
+            .ask(get(
+                &["Device.LocalAgent.Subscription.[NotifExpiration>10]."],
+                0,
+            ))
+            .await?;
+        assert_eq!(resolved(&answer)?, [long]);
+        s.agent.check_running()
+    });
+}
+
+#[test]
+fn tp469_1_57_object_creation_notify_names_the_instance_and_its_keys() {
+    run(async {
+        let mut s = Session::start().await?;
+        let answer = s
+            .ask(add(
+                false,
+                vec![create(
+                    SUBSCRIPTIONS,
+                    &[
+                        ("Enable", "true", true),
+                        ("ID", "tp-1-57", true),
+                        ("NotifType", "ObjectCreation", true),
+                        ("ReferenceList", SUBSCRIPTIONS, true),
+                    ],
+                )],
+            ))
+            .await?;
+        added(&add_results(&answer)?[0])?;
+        let created = add_subscription(&s.ctl, Some("tp-1-57-new"), "false").await?;
+        let deadline = tokio::time::Instant::now() + ANSWER;
+        let creation = loop {
+            let event = tokio::time::timeout_at(deadline, s.events.recv())
+                .await
+                .context("no ObjectCreation Notify")?
+                .context("the client ended")?;
+            if let AgentEvent::Notify(usp::Notify {
+                subscription_id,
+                notification: Some(usp::notify::Notification::ObjCreation(creation)),
+                ..
+            }) = event
+                && subscription_id == "tp-1-57"
+            {
+                break creation;
+            }
+        };
+        assert_eq!(creation.obj_path, created);
+        assert_eq!(
+            creation.unique_keys.get("ID").map(String::as_str),
+            Some("tp-1-57-new")
+        );
+        assert_eq!(
+            creation.unique_keys.get("Recipient").map(String::as_str),
+            Some("Device.LocalAgent.Controller.1")
+        );
+        s.agent.check_running()
+    });
+}
+
+#[test]
+fn tp469_1_100_schedule_timer_without_delay_seconds_fails_with_7027() {
+    run(async {
+        let mut s = Session::start().await?;
+        let answer = s
+            .ask(ReqType::Operate(usp::Operate {
+                command: "Device.ScheduleTimer()".to_string(),
+                command_key: "tp-1-100".to_string(),
+                send_resp: true,
+                input_args: Default::default(),
+            }))
+            .await?;
+        let RespType::OperateResp(resp) = response(&answer)? else {
+            bail!("not an OperateResp: {answer:?}");
+        };
+        let result = resp.operation_results.first().context("no result")?;
+        let Some(usp::operate_resp::operation_result::OperationResp::CmdFailure(failure)) =
+            &result.operation_resp
+        else {
+            bail!("not a cmd_failure: {result:?}");
+        };
+        assert_eq!(
+            failure.err_code,
+            UspErrorCode::InvalidCommandArguments.code()
+        );
         s.agent.check_running()
     });
 }
