@@ -159,6 +159,22 @@ fn error(code: UspErrorCode, message: impl Into<String>) -> ProviderError {
     ProviderError::new(code, message)
 }
 
+/// Whether a unique-key member left out of an Add has no acceptable value unless the Agent
+/// makes one up (R-ADD.5): writable (read-only members are the Agent's own to fill), no
+/// default, and an empty value is invalid (a minimum length, as `Subscription.{i}.ID` has).
+/// Members with enumerations or references, or whose minimum length a `cpe-N` value would not
+/// meet (a UUID), are not made up: no invented value would be valid.
+fn needs_value(param: &crate::schema::ParamDef) -> bool {
+    param.access != ParamAccess::ReadOnly
+        && param.default.is_none()
+        && param.reference.is_none()
+        && param.constraints.enumeration.is_empty()
+        && param
+            .constraints
+            .min_length
+            .is_some_and(|min| (1..=4).contains(&min))
+}
+
 fn defaults(def: &ObjectDef) -> ParamValues {
     def.params
         .iter()
@@ -831,12 +847,11 @@ impl MemoryTransaction {
             }
         }
         // R-ADD.5: the Agent assigns unique-key values the Controller did not supply. A
-        // string key member is generated when it is missing and either is writable without a
-        // schema default (`Subscription.{i}.ID`, `Controller.{i}.EndpointID`: there is no value
-        // to fall back on; read-only members are the Agent's to fill), is write-once (`Alias`, whose agent-assigned values are `cpe-N` by the TR-181
-        // Alias data type), or its default would collide with an existing instance. A default
-        // such as the empty `NAT.PortMapping.{i}.RemoteHost` is a meaningful value, kept when
-        // it is unique.
+        // string key member is generated when it is missing and either is write-once
+        // (`Alias`, whose agent-assigned values are `cpe-N` by the TR-181 Alias data type),
+        // or has no value to fall back on (see `needs_value`: `Subscription.{i}.ID`), or its
+        // default would collide with an existing instance. A default such as the empty
+        // `NAT.PortMapping.{i}.RemoteHost` is a meaningful value, kept when it is unique.
         let own = objects.entry(path.clone()).or_default();
         let columns = inner.columns.get(&supported);
         if let Some(columns) = columns {
@@ -852,7 +867,7 @@ impl MemoryTransaction {
                         && !params.contains_key(name)
                         && own.get(name).is_none_or(String::is_empty)
                         && (param.access == ParamAccess::WriteOnceReadOnly
-                            || (param.access != ParamAccess::ReadOnly && param.default.is_none())
+                            || needs_value(param)
                             || collides);
                     if generate {
                         // Taken when another instance holds the value in this member alone:
@@ -1132,8 +1147,17 @@ mod tests {
         table.params = vec![
             ParamDef::new("Alias", ValueType::String).access(ParamAccess::WriteOnceReadOnly),
             ParamDef::new("Recipient", ValueType::String),
-            ParamDef::new("ID", ValueType::String).access(ParamAccess::ReadWrite),
+            ParamDef::new("ID", ValueType::String)
+                .access(ParamAccess::ReadWrite)
+                .constraints(crate::schema::Constraints {
+                    min_length: Some(1),
+                    max_length: Some(64),
+                    ..Default::default()
+                }),
+            // Writable, no default, but empty is a valid value: never made up.
+            ParamDef::new("Note", ValueType::String).access(ParamAccess::ReadWrite),
         ];
+        table.unique_keys.push(vec!["Note".into()]);
         [ObjectDef::new("Device.S."), table].into_iter().collect()
     }
 
@@ -1169,6 +1193,7 @@ mod tests {
             provider.value("Device.S.Sub.3.ID").as_deref(),
             Some("cpe-3")
         );
+        assert_eq!(provider.value("Device.S.Sub.1.Note").as_deref(), Some(""));
         // A read-only member is the Agent's to fill: never generated.
         assert_eq!(
             ok(provider.add_instance("Device.S.Sub.", &ParamValues::new())),
