@@ -500,6 +500,63 @@ mod tests {
         );
     }
 
+    /// A role that may add Controllers and write everything but their `ProvisioningCode`.
+    struct NoProvisioningCode;
+
+    impl crate::messages::AccessCheck for NoProvisioningCode {
+        fn can_write_param(&self, path: &str) -> bool {
+            !path.ends_with(".ProvisioningCode")
+        }
+    }
+
+    #[tokio::test]
+    async fn tp469_2_25_2_26_a_param_the_role_cannot_write_is_7006_required_or_listed() {
+        let mut fx = Fixture::new().await;
+        fx.ctx = fx
+            .ctx
+            .clone()
+            .with_access(std::sync::Arc::new(NoProvisioningCode));
+        // Required: the Add fails and nothing is created.
+        let error = error_of(
+            add(
+                &fx,
+                false,
+                vec![create(
+                    "Device.LocalAgent.Controller.",
+                    &[("EndpointID", "c2", true), ("ProvisioningCode", "p", true)],
+                )],
+            )
+            .await,
+        );
+        assert_eq!(error.err_code, 7006);
+        assert_eq!(
+            error.param_errs[0].param_path,
+            "Device.LocalAgent.Controller.ProvisioningCode"
+        );
+        assert_eq!(fx.commit_count(), 0);
+        // Not required: created without it, the parameter listed with 7006.
+        let resp = add_resp(
+            add(
+                &fx,
+                true,
+                vec![create(
+                    "Device.LocalAgent.Controller.",
+                    &[("EndpointID", "c2", true), ("ProvisioningCode", "p", false)],
+                )],
+            )
+            .await,
+        );
+        let done = success(&resp.created_obj_results[0]);
+        assert_eq!(done.param_errs[0].param, "ProvisioningCode");
+        assert_eq!(done.param_errs[0].err_code, 7006);
+        assert_eq!(
+            fx.core
+                .value("Device.LocalAgent.Controller.2.ProvisioningCode")
+                .unwrap_or_default(),
+            ""
+        );
+    }
+
     #[tokio::test]
     async fn add_with_invalid_required_value_is_an_error_and_creates_nothing() {
         let fx = Fixture::new().await;
