@@ -254,10 +254,6 @@ impl<'a> DmTransaction<'a> {
                 })
             })
             .collect();
-        let gone = |path: &str| {
-            let path = format!("{}.", path.trim_end_matches('.'));
-            path.starts_with(&deleted.path)
-        };
         for (supported, name, owns_row) in referrers {
             let pattern = supported.replace("{i}", "*");
             // A referring object nobody serves (or under a parent that is gone) has no rows.
@@ -278,19 +274,31 @@ impl<'a> DmTransaction<'a> {
                     .map(str::trim)
                     .filter(|item| !item.is_empty())
                     .collect();
-                if !items.iter().any(|item| gone(item)) {
+                if !items.iter().any(|item| self.dangling(&deleted.path, item)) {
                     continue;
                 }
                 if owns_row && row.supported.ends_with("{i}.") {
                     Box::pin(self.remove(&row)).await?;
                     Box::pin(self.release_references(&row)).await?;
                 } else {
-                    let kept: Vec<&str> = items.into_iter().filter(|item| !gone(item)).collect();
+                    // The value read is the committed one: items released earlier in this
+                    // transaction (another deleted target) must stay released.
+                    let kept: Vec<&str> = items
+                        .into_iter()
+                        .filter(|item| !self.dangling(&deleted.path, item))
+                        .collect();
                     self.write_released(&row, &name, &kept.join(",")).await?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Whether the reference `item` points at or below `deleted`, or at something this
+    /// transaction deleted before.
+    fn dangling(&self, deleted: &str, item: &str) -> bool {
+        let target = format!("{}.", item.trim_end_matches('.'));
+        target.starts_with(deleted) || self.deleted_here(&target)
     }
 
     /// Whether this transaction already deleted `path` or an instance above it.
@@ -548,6 +556,21 @@ mod tests {
             path: "Device.A.Link.1.Owner".into(),
             value: String::new(),
         }));
+    }
+
+    #[tokio::test]
+    async fn two_targets_deleted_together_are_both_released_from_a_list() {
+        let (dm, provider) = model();
+        let mut tx = dm.begin();
+        for ctl in ["Device.A.Ctl.1.", "Device.A.Ctl.2."] {
+            let deleted = tx.delete(&instance(ctl, "Device.A.Ctl.{i}.")).await;
+            assert!(deleted.is_ok(), "{deleted:?}");
+        }
+        assert!(tx.commit().await.is_ok());
+        assert_eq!(provider.value("Device.A.Link.1.Peers").as_deref(), Some(""));
+        assert_eq!(provider.value("Device.A.Link.2.Owner").as_deref(), Some(""));
+        assert_eq!(provider.value("Device.A.Sub.1.ID"), None);
+        assert_eq!(provider.value("Device.A.Sub.2.ID"), None);
     }
 
     #[tokio::test]
