@@ -17,6 +17,7 @@
 //! - `fault`: broker restarts, kill -9 durability, slow controllers, request floods.
 //! - `obuspa_reset`: obuspa factory-reset files as they are, and the Endpoint ID precedence.
 //! - `typed_values`: every value of `Device.` is a value of its GetSupportedDM type.
+//! - `tp469`: TP-469 cases, each named by its number, over MQTT through a stock mosquitto.
 
 #![allow(
     clippy::unwrap_used,
@@ -35,4 +36,5 @@ mod persistence;
 mod remote;
 mod subscriptions;
 mod support;
+mod tp469;
 mod typed_values;

@@ -55,6 +55,13 @@ pub enum DmError {
         /// The parameter path.
         path: String,
     },
+    /// A Set that would change a member of a non-functional unique key of an existing
+    /// instance (R-KEY.1).
+    #[error("{path} is a non-functional unique key and cannot change after creation")]
+    FixedKey {
+        /// The parameter path.
+        path: String,
+    },
     /// A value that does not fit the parameter.
     #[error("{path}: {source}")]
     Value {
@@ -113,6 +120,7 @@ impl DmError {
             | DmError::NotATable { path }
             | DmError::BadExpression { path, .. }
             | DmError::ReadOnly { path }
+            | DmError::FixedKey { path }
             | DmError::Value { path, .. }
             | DmError::NotCreatable { path }
             | DmError::NotDeletable { path }

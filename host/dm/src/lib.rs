@@ -74,7 +74,12 @@
 //! Controller may write it (7013; [`DataModel::check_write`]), the value fits the type and
 //! facets (7011/7012; [`DataModel::check_value`]), a strong reference names an existing object
 //! and is rewritten with instance numbers ([`DataModel::check_reference`], R-ARC.11/12), a
-//! write-once parameter is still empty, and a table allows Add/Delete (7019, 7024).
+//! write-once parameter is still empty, a Controller's `Alias` is non-empty and starts with a
+//! letter (7012), a Set keeps a non-functional unique key at its value (R-KEY.1, 7013;
+//! [`ObjectDef::fixed_keys`]), and a table allows Add/Delete (7019, 7024). A Delete releases
+//! the strong references to what it deletes (R-ARC.12): they are cleared, or their row is
+//! deleted too when the reference is a read-only unique-key member
+//! (`Subscription.{i}.Recipient`).
 //!
 //! Changes committed through [`DmTransaction::commit`] are pushed to the change sink by the
 //! engine (tagged with the provider's id when the data model was built with

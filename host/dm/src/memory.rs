@@ -159,6 +159,22 @@ fn error(code: UspErrorCode, message: impl Into<String>) -> ProviderError {
     ProviderError::new(code, message)
 }
 
+/// Whether a unique-key member left out of an Add has no acceptable value unless the Agent
+/// makes one up (R-ADD.5): writable (read-only members are the Agent's own to fill), no
+/// default, and an empty value is invalid (a minimum length, as `Subscription.{i}.ID` has).
+/// Members with enumerations or references, or whose minimum length a `cpe-N` value would not
+/// meet (a UUID), are not made up: no invented value would be valid.
+fn needs_value(param: &crate::schema::ParamDef) -> bool {
+    param.access != ParamAccess::ReadOnly
+        && param.default.is_none()
+        && param.reference.is_none()
+        && param.constraints.enumeration.is_empty()
+        && param
+            .constraints
+            .min_length
+            .is_some_and(|min| (1..=4).contains(&min))
+}
+
 /// The initial values of an object's stored parameters (every parameter but the
 /// `*NumberOfEntries` counts, which are computed on read): defaults, or the zero of the type.
 fn defaults(def: &ObjectDef) -> ParamValues {
@@ -891,10 +907,12 @@ impl MemoryTransaction {
                 }
             }
         }
-        // R-ADD.5: generate unique-key strings the Controller did not supply: always for
-        // write-once keys (`Alias`, and `ID`-like keys declared write-once), and for other
-        // string keys only when the defaults would collide with an existing instance (an empty
-        // `RemoteHost` is a meaningful value, not a missing one).
+        // R-ADD.5: the Agent assigns unique-key values the Controller did not supply. A
+        // string key member is generated when it is missing and either is write-once
+        // (`Alias`, whose agent-assigned values are `cpe-N` by the TR-181 Alias data type),
+        // or has no value to fall back on (see `needs_value`: `Subscription.{i}.ID`), or its
+        // default would collide with an existing instance. A default such as the empty
+        // `NAT.PortMapping.{i}.RemoteHost` is a meaningful value, kept when it is unique.
         let own = objects.entry(path.clone()).or_default();
         let columns = inner.columns.get(&supported);
         if let Some(columns) = columns {
@@ -909,8 +927,12 @@ impl MemoryTransaction {
                     let generate = param.value_type == ValueType::String
                         && !params.contains_key(name)
                         && own.get(name).is_none_or(String::is_empty)
-                        && (param.access == ParamAccess::WriteOnceReadOnly || collides);
+                        && (param.access == ParamAccess::WriteOnceReadOnly
+                            || needs_value(param)
+                            || collides);
                     if generate {
+                        // Taken when another instance holds the value in this member alone:
+                        // a generated member is unique whatever the other members hold.
                         let taken = |candidate: &str| {
                             columns.single(name).is_some_and(|single| {
                                 self.holder(
@@ -1165,7 +1187,10 @@ mod tests {
         ];
         table.params = vec![
             ParamDef::new("Alias", ValueType::String).access(ParamAccess::WriteOnceReadOnly),
-            ParamDef::new("RemoteHost", ValueType::String).access(ParamAccess::ReadWrite),
+            // TR-181 gives RemoteHost the default "" (any host): a value, not a missing key.
+            ParamDef::new("RemoteHost", ValueType::String)
+                .access(ParamAccess::ReadWrite)
+                .default_value(""),
             ParamDef::new("ExternalPort", ValueType::UnsignedInt)
                 .access(ParamAccess::ReadWrite)
                 .default_value("0"),
@@ -1188,6 +1213,74 @@ mod tests {
 
     async fn commit(tx: Box<dyn Transaction>) {
         ok(tx.commit().await);
+    }
+
+    /// A Subscription-like table: `ID` is writable, has no default and is a key member.
+    fn keyed_on_id() -> Schema {
+        let mut table = ObjectDef::new("Device.S.Sub.{i}.");
+        table.access = ObjectAccess::AddDelete;
+        table.unique_keys = vec![vec!["Alias".into()], vec!["Recipient".into(), "ID".into()]];
+        table.params = vec![
+            ParamDef::new("Alias", ValueType::String).access(ParamAccess::WriteOnceReadOnly),
+            ParamDef::new("Recipient", ValueType::String),
+            ParamDef::new("ID", ValueType::String)
+                .access(ParamAccess::ReadWrite)
+                .constraints(crate::schema::Constraints {
+                    min_length: Some(1),
+                    max_length: Some(64),
+                    ..Default::default()
+                }),
+            // Writable, no default, but empty is a valid value: never made up.
+            ParamDef::new("Note", ValueType::String).access(ParamAccess::ReadWrite),
+        ];
+        table.unique_keys.push(vec!["Note".into()]);
+        [ObjectDef::new("Device.S."), table].into_iter().collect()
+    }
+
+    #[tokio::test]
+    async fn r_add_5_a_writable_key_without_default_is_generated_and_unique() {
+        let provider = MemoryProvider::new("s", keyed_on_id());
+        let recipient = |id: Option<&str>| {
+            let mut params =
+                ParamValues::from([("Recipient".to_string(), "Device.C.1".to_string())]);
+            if let Some(id) = id {
+                params.insert("ID".to_string(), id.to_string());
+            }
+            params
+        };
+        assert_eq!(
+            ok(provider.add_instance("Device.S.Sub.", &recipient(Some("cpe-2")))),
+            1
+        );
+        assert_eq!(
+            ok(provider.add_instance("Device.S.Sub.", &recipient(None))),
+            2
+        );
+        // `cpe-2` is taken by instance 1, so instance 2 gets the next free value.
+        assert_eq!(
+            provider.value("Device.S.Sub.2.ID").as_deref(),
+            Some("cpe-2-1")
+        );
+        assert_eq!(
+            ok(provider.add_instance("Device.S.Sub.", &recipient(None))),
+            3
+        );
+        assert_eq!(
+            provider.value("Device.S.Sub.3.ID").as_deref(),
+            Some("cpe-3")
+        );
+        assert_eq!(provider.value("Device.S.Sub.1.Note").as_deref(), Some(""));
+        // A read-only member is the Agent's to fill: never generated.
+        assert_eq!(
+            ok(provider.add_instance("Device.S.Sub.", &ParamValues::new())),
+            4
+        );
+        assert_eq!(
+            provider
+                .value("Device.S.Sub.4.Recipient")
+                .unwrap_or_default(),
+            ""
+        );
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ use crate::registry::{ProviderId, Registry};
 use crate::schema::{ObjectDef, ParamAccess, ParamDef, Schema};
 use crate::search::{self, Cursor};
 use crate::txn::DmTransaction;
+use crate::value::ValueError;
 
 /// A concrete object the resolver found: an instance, a single-instance object, or (when
 /// `table` is set) a table itself.
@@ -184,6 +185,20 @@ impl DataModel {
     /// wildcards, search expressions, unique keys and references, and checks the leaf
     /// against the schema.
     pub async fn resolve(&self, path: &Path) -> Result<Resolution, DmError> {
+        self.resolve_with(path, false).await
+    }
+
+    /// Like [`DataModel::resolve_str`], but an expression naming a complete unique key is a
+    /// search too: when it matches nothing the result is empty instead of
+    /// [`DmError::NoSuchObject`]. GetInstances uses it: a path with `[...]` is a Search Path by
+    /// the grammar, and a Search Path that matches nothing is an empty success (R-MSG.4a,
+    /// digest §4.6).
+    pub async fn resolve_search_str(&self, text: &str) -> Result<Resolution, DmError> {
+        let path = Path::parse(text)?;
+        self.resolve_with(&path, true).await
+    }
+
+    async fn resolve_with(&self, path: &Path, keys_as_search: bool) -> Result<Resolution, DmError> {
         let text = path.to_string();
         let mut segments = path.segments.iter();
         let Some(Segment::Name(root)) = segments.next() else {
@@ -209,7 +224,8 @@ impl DataModel {
                     other => Some(self.step_supported(supported, *table, other, &text)?),
                 };
             }
-            let (next, was_search) = search::step(self, &cursors, segment, &text, search).await?;
+            let (next, was_search) =
+                search::step(self, &cursors, segment, &text, search, keys_as_search).await?;
             search |= was_search;
             cursors = next;
         }
@@ -546,6 +562,22 @@ impl DataModel {
         };
         if def.access == ParamAccess::ReadOnly {
             return Err(DmError::ReadOnly { path });
+        }
+        // The TR-181 Alias data type (digest §3.3): a Controller's value must be non-empty and
+        // start with a letter. Checked for Controller writes only: the Agent's own `cpe-N`
+        // values satisfy it by construction.
+        if def.is_alias()
+            && !value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+        {
+            return Err(DmError::Value {
+                path,
+                source: ValueError::BadAlias {
+                    value: value.to_string(),
+                },
+            });
         }
         self.check_value(object, relative, value)
     }

@@ -161,6 +161,12 @@ impl ParamDef {
         self
     }
 
+    /// Whether the parameter is of the TR-181 `Alias` data type. In TR-181 2.19 every
+    /// parameter named `Alias` has that type and no other does, so the name decides.
+    pub fn is_alias(&self) -> bool {
+        self.name == "Alias" && self.value_type == ValueType::String
+    }
+
     /// Builder: marks the value as changing without a push (not reported to ValueChange).
     pub fn value_change_ignored(mut self) -> Self {
         self.value_change = ValueChange::WillIgnore;
@@ -233,6 +239,11 @@ pub struct ObjectDef {
     pub access: ObjectAccess,
     /// Unique key sets (USP 1.4 `unique_key_sets`): each inner list is one key.
     pub unique_keys: Vec<Vec<String>>,
+    /// Writable members of non-functional unique keys (TR-181 `functional="false"`, e.g.
+    /// `Subscription.{i}.ID`): R-KEY.1 forbids changing them once the instance exists, so a
+    /// Set may give them only their current value. Keys that are read-only or write-once are
+    /// fixed by their access already and are not listed.
+    pub fixed_keys: Vec<String>,
     /// Parameters, in the order GetSupportedDM lists them.
     pub params: Vec<ParamDef>,
     /// Commands defined on the object.
@@ -250,10 +261,16 @@ impl ObjectDef {
             path,
             access: ObjectAccess::ReadOnly,
             unique_keys: Vec::new(),
+            fixed_keys: Vec::new(),
             params: Vec::new(),
             commands: Vec::new(),
             events: Vec::new(),
         }
+    }
+
+    /// Whether `name` is a writable member of a non-functional unique key (R-KEY.1).
+    pub fn is_fixed_key(&self, name: &str) -> bool {
+        self.fixed_keys.iter().any(|key| key == name)
     }
 
     /// The parameter called `name`, if the object has one.

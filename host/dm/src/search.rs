@@ -40,6 +40,7 @@ pub(crate) async fn step(
     segment: &Segment,
     text: &str,
     searching: bool,
+    keys_as_search: bool,
 ) -> Result<(Vec<Cursor>, bool), DmError> {
     let mut next = Vec::new();
     let mut was_search = false;
@@ -94,7 +95,7 @@ pub(crate) async fn step(
                 was_search |= !plan.unique_key;
                 let numbers = dm.instances(&cursor.path, &cursor.supported).await?;
                 let matched = filter(dm, plan, cursor, &numbers, text).await?;
-                if matched.is_empty() && plan.unique_key && !searching {
+                if matched.is_empty() && plan.unique_key && !searching && !keys_as_search {
                     return Err(DmError::NoSuchObject {
                         path: format!("{}[{expression}].", cursor.path),
                     });

@@ -99,6 +99,8 @@ struct RawObject {
     #[serde(default)]
     unique_keys: Vec<Vec<String>>,
     #[serde(default)]
+    fixed_keys: Vec<String>,
+    #[serde(default)]
     params: Vec<RawParam>,
     #[serde(default)]
     commands: Vec<RawCommand>,
@@ -278,6 +280,7 @@ impl RawObject {
                 _ => ObjectAccess::ReadOnly,
             },
             unique_keys: self.unique_keys,
+            fixed_keys: self.fixed_keys,
             params,
             commands,
             events,

@@ -103,6 +103,13 @@ pub enum ValueError {
         /// The reference that leads nowhere.
         value: String,
     },
+    /// An `Alias` that is empty or does not start with a letter (TR-181 Alias data type,
+    /// digest §3.3; 7012).
+    #[error("\"{value}\" is not a valid Alias: it must be non-empty and start with a letter")]
+    BadAlias {
+        /// The offending value.
+        value: String,
+    },
     /// Too many list items (7012).
     #[error("{count} list items, at most {max} allowed")]
     TooManyItems {

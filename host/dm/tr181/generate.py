@@ -103,6 +103,19 @@ def obj(o):
         keys = [k["params"] for k in o.get("uniqueKeys", [])]
         if keys:
             out["uniqueKeys"] = keys
+        # R-KEY.1: members of non-functional unique keys must not change once the instance
+        # exists. Only the writable ones are listed: read-only and write-once parameters are
+        # already fixed by their access.
+        access = {p["name"]: p["access"] for p in o["params"]}
+        fixed = []
+        for k in o.get("uniqueKeys", []):
+            if k.get("functional", True):
+                continue
+            for name in k["params"]:
+                if access.get(name) in ("readWrite", "writeOnly") and name not in fixed:
+                    fixed.append(name)
+        if fixed:
+            out["fixedKeys"] = fixed
     out["params"] = [param(p) for p in o["params"]]
     if o.get("commands"):
         out["commands"] = [{"name": c["name"], "async": bool(c["async"]),

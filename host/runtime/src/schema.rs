@@ -93,6 +93,8 @@ fn object(object: wit::ObjectDef) -> ObjectDef {
             wit::ObjectAccess::DeleteOnly => ObjectAccess::DeleteOnly,
         },
         unique_keys: object.unique_keys,
+        // The WIT schema does not say which keys are functional: plugin keys may change.
+        fixed_keys: Vec::new(),
         params: object.params.into_iter().map(param).collect(),
         commands: object
             .commands

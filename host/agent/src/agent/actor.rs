@@ -6,7 +6,9 @@
 //! Per Record (R-MTP.5, R-E2E.1): oversized Records are dropped; [`record::classify`] drops
 //! what is not for us and builds the Error answers R-MTP.5 allows; a Msg from an endpoint that
 //! is not an enabled `Device.LocalAgent.Controller.{i}` is dropped with a log line unless its
-//! certificate or its MTP grants it a role, or the config serves it under the Untrusted role.
+//! certificate or its MTP grants it a role, or `ControllerTrust.UntrustedRole` names a role to
+//! serve it under (empty by default, see `rbac::controller_trust`), or the config's
+//! `serve_untrusted` asks for it.
 //! A sender's roles are worked out in one place, `Actor::context`. The handlers' committed
 //! writes are written to SQLite in one transaction before the response leaves.
 
@@ -292,16 +294,18 @@ impl Actor {
                         .collect(),
                 }
             }
-            None if self.config.agent.serve_untrusted => Role {
-                references: trust.untrusted_roles().to_vec(),
-            },
             None => {
-                tracing::warn!(
-                    from = %from_id,
-                    via = %reply,
-                    "record from an endpoint that is not an enabled Device.LocalAgent.Controller. dropped (set agent.serve_untrusted to serve it as Untrusted)"
-                );
-                return None;
+                match untrusted_role(trust.untrusted_roles(), self.config.agent.serve_untrusted) {
+                    Some(role) => role,
+                    None => {
+                        tracing::warn!(
+                            from = %from_id,
+                            via = %reply,
+                            "record from an endpoint that is not an enabled Device.LocalAgent.Controller. dropped (set Device.LocalAgent.ControllerTrust.UntrustedRole to serve it under that role)"
+                        );
+                        return None;
+                    }
+                }
             }
         };
         let access = access_for(&self.dm, &trust, &role.references).await;
@@ -564,4 +568,42 @@ async fn apply_settings(dm: &DataModel, settings: &[(String, String)]) -> Result
     }
     tx.commit().await?;
     Ok(writes.len())
+}
+
+/// The role an endpoint outside the Controller table, with no certificate or MTP role, is
+/// served under; `None` drops its Records. Digest §8.2: `ControllerTrust.UntrustedRole` is
+/// what is assigned to unknown Controllers, so naming a role there is what serves them (with
+/// exactly that role's permissions). `serve_untrusted` (configuration) serves them even while
+/// the list is empty, then with no permission at all.
+fn untrusted_role(untrusted: &[String], serve_untrusted: bool) -> Option<Role> {
+    (serve_untrusted || !untrusted.is_empty()).then(|| Role {
+        references: untrusted.to_vec(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UNTRUSTED: &str = "Device.LocalAgent.ControllerTrust.Role.2";
+
+    #[test]
+    fn an_unknown_endpoint_is_dropped_while_untrusted_role_is_empty() {
+        assert!(untrusted_role(&[], false).is_none());
+    }
+
+    #[test]
+    fn an_unknown_endpoint_is_served_under_a_non_empty_untrusted_role() {
+        let role = untrusted_role(&[UNTRUSTED.to_string()], false);
+        assert_eq!(
+            role.map(|role| role.references),
+            Some(vec![UNTRUSTED.to_string()])
+        );
+    }
+
+    #[test]
+    fn serve_untrusted_serves_an_unknown_endpoint_even_without_a_role() {
+        let role = untrusted_role(&[], true);
+        assert_eq!(role.map(|role| role.references), Some(Vec::new()));
+    }
 }

@@ -231,7 +231,9 @@ impl LocalAgentProvider {
                 "RequestNumberOfEntries",
             ],
             &[],
-            &[],
+            // The notifier sends `Periodic!` (notify::periodic); GetSupportedDM must list it
+            // (TP-469 1.72: events with their arguments).
+            &["Periodic!"],
         )?;
         for param in &mut def.params {
             if param.name == "UpTime" {
@@ -516,5 +518,86 @@ mod tests {
         assert_eq!(error.code, UspErrorCode::CommandFailure);
         assert!(error.message.contains(&row), "{error}");
         assert!(rx.try_recv().is_err());
+    }
+
+    /// The served tables in a data model, with Controller 1 and 2 (`c1`, `c2`).
+    async fn model_with_two_controllers() -> (usp_dm::DataModel, MemoryProvider) {
+        let tables = tables(Arc::new(|_| {})).unwrap();
+        for id in ["c1", "c2"] {
+            let params = ParamValues::from([("EndpointID".to_string(), id.to_string())]);
+            tables.add_instance(CONTROLLER_TABLE, &params).unwrap();
+        }
+        let mut dm = usp_dm::DataModel::new(usp_dm::ChangeSink::new(|_| {}));
+        dm.register(Arc::new(tables.clone())).unwrap();
+        (dm, tables)
+    }
+
+    async fn add_subscription(
+        dm: &usp_dm::DataModel,
+        recipient: &str,
+        id: Option<&str>,
+    ) -> Result<u32, usp_dm::DmError> {
+        let table = dm.resolve_str(SUBSCRIPTION_TABLE).await.unwrap();
+        let mut params = ParamValues::from([("Recipient".to_string(), recipient.to_string())]);
+        if let Some(id) = id {
+            params.insert("ID".to_string(), id.to_string());
+        }
+        let mut tx = dm.begin();
+        let number = tx.add(&table.objects[0], &params).await?;
+        tx.commit().await?;
+        Ok(number)
+    }
+
+    #[tokio::test]
+    async fn r_add_5_a_subscription_without_id_gets_one_under_the_tr181_schema() {
+        let (dm, tables) = model_with_two_controllers().await;
+        let number = add_subscription(&dm, "Device.LocalAgent.Controller.1", None)
+            .await
+            .unwrap();
+        let id = tables
+            .value(&format!("{SUBSCRIPTION_TABLE}{number}.ID"))
+            .unwrap_or_default();
+        assert!(!id.is_empty());
+    }
+
+    #[tokio::test]
+    async fn r_key_1_subscription_id_is_fixed_under_the_tr181_schema() {
+        let (dm, _) = model_with_two_controllers().await;
+        let number = add_subscription(&dm, "Device.LocalAgent.Controller.1", Some("s"))
+            .await
+            .unwrap();
+        let row = dm
+            .resolve_str(&format!("{SUBSCRIPTION_TABLE}{number}."))
+            .await
+            .unwrap();
+        let mut tx = dm.begin();
+        let refused = tx.set(&row.objects[0], "ID", "t").await;
+        assert!(
+            matches!(refused, Err(usp_dm::DmError::FixedKey { .. })),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tp469_1_78_deleting_a_controller_deletes_its_subscriptions_only() {
+        let (dm, tables) = model_with_two_controllers().await;
+        let first = add_subscription(&dm, "Device.LocalAgent.Controller.1", Some("a"))
+            .await
+            .unwrap();
+        let second = add_subscription(&dm, "Device.LocalAgent.Controller.2", Some("b"))
+            .await
+            .unwrap();
+        let controller = dm
+            .resolve_str("Device.LocalAgent.Controller.2.")
+            .await
+            .unwrap();
+        let mut tx = dm.begin();
+        tx.delete(&controller.objects[0]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(
+            tables.instances(SUBSCRIPTION_TABLE).await.unwrap(),
+            [first],
+            "Subscription.{second} should have gone with Controller.2"
+        );
     }
 }

@@ -8,7 +8,11 @@
 //! - `allow_partial=false`: anything else that fails (not an instance path 7018, not
 //!   deletable 7024, no permission 7006, provider refusal) → Error with `param_errs`, nothing
 //!   deleted (R-DEL.1); `allow_partial=true`: each entry is its own transaction, and
-//!   instances of a search that cannot be deleted are listed in `unaffected_path_errs`.
+//!   instances of a search that cannot be deleted are listed in `unaffected_path_errs`;
+//! - deleting an instance releases the strong references to it (R-ARC.12, in the engine):
+//!   deleting a `Controller.{i}` deletes the Subscriptions whose `Recipient` it is (TP-469
+//!   1.78); those deletions are not listed in `affected_paths` (they were not requested) but
+//!   reach ObjectDeletion subscribers like any other.
 
 use usp_codec::UspErrorCode;
 use usp_codec::msg;

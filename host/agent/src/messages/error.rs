@@ -41,7 +41,8 @@ pub fn code(error: &DmError, op: Op) -> UspErrorCode {
             _ => UspErrorCode::ObjectDoesNotExist,
         },
         DmError::NotATable { .. } => UspErrorCode::ObjectNotATable,
-        DmError::ReadOnly { .. } => UspErrorCode::ParamReadOnly,
+        // R-KEY.1: after creation a non-functional key is as unwritable as a read-only one.
+        DmError::ReadOnly { .. } | DmError::FixedKey { .. } => UspErrorCode::ParamReadOnly,
         DmError::Value { source, .. } => match source {
             ValueError::WrongType { .. } => UspErrorCode::InvalidType,
             _ => UspErrorCode::InvalidValue,

@@ -51,6 +51,19 @@ fn table(path: &str, access: ObjectAccess, keys: &[&[&str]], params: Vec<ParamDe
     object
 }
 
+/// A table whose `keys` are members of non-functional unique keys (R-KEY.1).
+fn fixed(
+    keys: &[&str],
+    path: &str,
+    access: ObjectAccess,
+    unique: &[&[&str]],
+    params: Vec<ParamDef>,
+) -> ObjectDef {
+    let mut object = table(path, access, unique, params);
+    object.fixed_keys = keys.iter().map(|key| key.to_string()).collect();
+    object
+}
+
 fn object(path: &str, params: Vec<ParamDef>) -> ObjectDef {
     let mut object = ObjectDef::new(path);
     object.params = params;
@@ -156,7 +169,8 @@ fn core_schema() -> Schema {
                 enumerated("Protocol", &["MQTT", "WebSocket", "STOMP", "UDS"]),
             ],
         ),
-        table(
+        fixed(
+            &["ID"],
             "Device.LocalAgent.Subscription.{i}.",
             ObjectAccess::AddDelete,
             &[&["Alias"], &["Recipient", "ID"]],
@@ -164,7 +178,12 @@ fn core_schema() -> Schema {
                 alias(),
                 rw("Enable", ValueType::Boolean).default_value("false"),
                 ParamDef::new("Recipient", ValueType::String),
-                ParamDef::new("ID", ValueType::String).access(ParamAccess::WriteOnceReadOnly),
+                // As in TR-181 2.19: writable, no default, a non-functional key member.
+                rw("ID", ValueType::String).constraints(Constraints {
+                    min_length: Some(1),
+                    max_length: Some(64),
+                    ..Constraints::default()
+                }),
                 enumerated(
                     "NotifType",
                     &[
@@ -229,7 +248,8 @@ fn core_schema() -> Schema {
             vec![
                 alias(),
                 port_interface,
-                rw("RemoteHost", ValueType::String),
+                // TR-181 default "" (any remote host).
+                rw("RemoteHost", ValueType::String).default_value(""),
                 rw("ExternalPort", ValueType::UnsignedInt).default_value("0"),
                 enumerated("Protocol", &["TCP", "UDP"]).default_value("TCP"),
             ],

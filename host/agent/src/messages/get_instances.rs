@@ -52,7 +52,9 @@ async fn instances(
     path: &str,
     first_level_only: bool,
 ) -> Result<Vec<CurrInstance>, DmError> {
-    let resolution = dm.resolve_str(path).await?;
+    // R-MSG.4a / R-GIN: a search expression that matches nothing answers an empty success,
+    // also when it names a complete unique key (`Controller.[EndpointID=="x"].`).
+    let resolution = dm.resolve_search_str(path).await?;
     if resolution.leaf != Leaf::Object {
         return Err(DmError::NotSupported {
             path: format!("{path} (GetInstances takes object paths)"),
@@ -200,6 +202,25 @@ mod tests {
         .await;
         for result in &resp.req_path_results {
             assert_eq!(result.err_code, 0);
+            assert!(result.curr_insts.is_empty());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_unique_key_expression_matching_nothing_is_an_empty_success() {
+        // R-MSG.4a: `[...]` makes a Search Path, even over a complete unique key.
+        let fx = Fixture::new().await;
+        let resp = get_instances(
+            &fx,
+            &[
+                r#"Device.LocalAgent.Controller.[EndpointID=="nobody"]."#,
+                r#"Device.LocalAgent.Controller.[EndpointID=="nobody"].MTP."#,
+            ],
+            false,
+        )
+        .await;
+        for result in &resp.req_path_results {
+            assert_eq!(result.err_code, 0, "{result:?}");
             assert!(result.curr_insts.is_empty());
         }
     }

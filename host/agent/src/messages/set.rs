@@ -7,7 +7,9 @@
 //!   `param_errs` name each failed parameter, and nothing is applied (R-SET.1);
 //!   `allow_partial=true`: each `UpdateObject` is its own transaction (R-SET.0).
 //!
-//! A search path matching nothing is an empty `oper_success` (TP 1.23).
+//! A search path matching nothing is an empty `oper_success` (TP 1.23). A write-once parameter
+//! (`Alias`) and a non-functional unique key (`Subscription.{i}.ID`, R-KEY.1, TP 1.96) cannot
+//! be changed once set: 7013 (the engine's check).
 
 use std::collections::BTreeMap;
 
@@ -618,12 +620,41 @@ mod tests {
                 false,
                 vec![update(
                     "Device.LocalAgent.Subscription.1.",
+                    &[("Alias", "other", true)],
+                )],
+            )
+            .await,
+        );
+        assert_eq!(error.err_code, 7013);
+    }
+
+    #[tokio::test]
+    async fn r_key_1_subscription_id_cannot_change_after_creation() {
+        // TP-469 1.96: changing a non-functional unique key is an Error; nothing changes.
+        let fx = Fixture::new().await;
+        let error = error_of(
+            set(
+                &fx,
+                false,
+                vec![update(
+                    "Device.LocalAgent.Subscription.1.",
                     &[("ID", "other", true)],
                 )],
             )
             .await,
         );
         assert_eq!(error.err_code, 7013);
+        assert_eq!(error.param_errs.len(), 1);
+        assert_eq!(
+            error.param_errs[0].param_path,
+            "Device.LocalAgent.Subscription.1.ID"
+        );
+        assert_eq!(
+            fx.core
+                .value("Device.LocalAgent.Subscription.1.ID")
+                .as_deref(),
+            Some("sub-1")
+        );
     }
 
     #[tokio::test]

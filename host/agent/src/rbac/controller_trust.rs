@@ -4,6 +4,16 @@
 //! tables), the `*NumberOfEntries` counts, and the `RequestChallenge()` /
 //! `ChallengeResponse()` commands.
 //!
+//! `UntrustedRole` decides whether an endpoint that is not in `Device.LocalAgent.Controller.`
+//! is served at all: non-empty, such an endpoint is served with the permissions of the roles
+//! it names (the actor's `context`); empty, its Records are dropped. The factory value is empty
+//! (the `Untrusted` role, `Role.2`, is still created, ready to be named): TR-369 R-SEC.0 has
+//! an Agent process a Controller's messages only once it knows who the Controller is, and an
+//! endpoint outside the Controller table offers nothing but a claimed `from_id` (on MQTT any
+//! broker client can claim any). OB-USP-Agent's default drops such Records too. Serving
+//! unknown Controllers (for `RequestChallenge()`, say) is an operator's explicit choice: set
+//! `UntrustedRole`, or `agent.serve_untrusted` in the configuration.
+//!
 //! Every committed change rebuilds the [`usp_rbac::Trust`] published through [`TrustHandle`]
 //! (roles, the special role lists and the `Credential.{i}` rows), so a role or credential edit
 //! applies from the next message on. Values that RBAC would have to ignore
@@ -103,7 +113,8 @@ fn schema() -> Result<Schema, BuiltinError> {
 impl ControllerTrustProvider {
     /// The provider, its rows loaded from `snapshot` (the persisted ControllerTrust rows).
     /// With no `Role.{i}` row at all (first boot, or every role deleted), the factory roles are
-    /// created: `Role.1` full access, `Role.2` untrusted, `UntrustedRole` = `Role.2`.
+    /// created: `Role.1` full access, `Role.2` untrusted; `UntrustedRole` stays empty (see the
+    /// module docs for why unknown endpoints are not served by default).
     /// `controllers` is the provider of `Device.LocalAgent.Controller.{i}.` (for
     /// `ChallengeResponse()` to update `AssignedRole`). Committed changes go to `hook`.
     pub async fn new(
@@ -170,11 +181,6 @@ impl ControllerTrustProvider {
                 }
             }
         }
-        rows.push(set(
-            CONTROLLER_TRUST,
-            "UntrustedRole",
-            &Trust::role_reference(2),
-        ));
         self.tables.restore(&snapshot_of(&rows));
         hook(&rows);
     }
@@ -673,11 +679,17 @@ mod tests {
                 .access([FULL])
                 .can_write_param("Device.LocalAgent.Controller.1.Enable")
         );
-        assert_eq!(trust.untrusted_roles(), [UNTRUSTED]);
+        // Unknown endpoints are not served until UntrustedRole names a role.
+        assert!(trust.untrusted_roles().is_empty());
         assert!(
             !trust
-                .untrusted_access()
+                .access([UNTRUSTED])
                 .can_read_param("Device.DeviceInfo.SerialNumber")
+        );
+        assert!(
+            trust
+                .access([UNTRUSTED])
+                .can_read_param("Device.LocalAgent.ControllerTrust.Challenge.1.Alias")
         );
         assert_eq!(
             get(&fx.dm, "Device.LocalAgent.ControllerTrust.Role.1.Name").await,
@@ -701,9 +713,13 @@ mod tests {
         );
         let rows = fx.rows.lock().unwrap().clone();
         assert!(rows.contains(&StoredChange::ParamSet {
-            path: "Device.LocalAgent.ControllerTrust.UntrustedRole".to_string(),
-            value: UNTRUSTED.to_string(),
+            path: "Device.LocalAgent.ControllerTrust.Role.2.Name".to_string(),
+            value: "Untrusted".to_string(),
         }));
+        assert_eq!(
+            get(&fx.dm, "Device.LocalAgent.ControllerTrust.UntrustedRole").await,
+            ""
+        );
     }
 
     #[tokio::test]
@@ -806,6 +822,9 @@ mod tests {
     #[tokio::test]
     async fn a_right_challenge_response_replaces_the_untrusted_role() {
         let fx = fixture(&Snapshot::default()).await;
+        set(&fx.dm, CONTROLLER_TRUST, "UntrustedRole", UNTRUSTED)
+            .await
+            .unwrap();
         let controller = add(
             &fx.dm,
             "Device.LocalAgent.Controller.",
