@@ -8,8 +8,9 @@
 //! ```
 //!
 //! One parameter per line: a concrete parameter path, whitespace, then the value, optionally in
-//! double quotes (the only way to write an empty string; there are no escapes, so a value cannot
-//! hold `"`). A leading `+` means "add if absent": the line never overwrites a value that an
+//! double quotes (the only way to write an empty string). As in obuspa, a quoted value runs from
+//! the first quote to the last one on the line, so `"a"b"` is `a"b` (obuspa's own STOMP example
+//! file has such a line); there are no escapes. A leading `+` means "add if absent": the line never overwrites a value that an
 //! earlier line or the existing state already gave. Lines under `Internal.` are obuspa's private
 //! settings, flagged by [`Entry::internal`]; the agent honours `Internal.Reboot.Cause` and
 //! reports the others.
@@ -64,9 +65,9 @@ pub enum LineErrorKind {
     /// An opening quote has no closing quote.
     #[error("{0}: unterminated quoted value")]
     Unterminated(String),
-    /// Something other than whitespace follows the closing quote.
-    #[error("{0}: unexpected text {1:?} after the closing quote")]
-    TrailingText(String, String),
+    /// A closing quote has no opening quote.
+    #[error("{0}: the value ends with a quote but does not start with one")]
+    UnopenedQuote(String),
 }
 
 /// The lines of a factory-reset file: the entries in file order and the rejected lines.
@@ -120,18 +121,12 @@ fn parse_line(raw: &str) -> Result<Option<Line>, LineErrorKind> {
         return Err(LineErrorKind::MissingValue(path.to_string()));
     }
     let value = match rest.strip_prefix('"') {
-        Some(quoted) => {
-            let Some(end) = quoted.find('"') else {
-                return Err(LineErrorKind::Unterminated(path.to_string()));
-            };
-            let trailing = quoted[end + 1..].trim();
-            if !trailing.is_empty() {
-                return Err(LineErrorKind::TrailingText(
-                    path.to_string(),
-                    trailing.to_string(),
-                ));
-            }
-            quoted[..end].to_string()
+        Some(quoted) => match quoted.strip_suffix('"') {
+            Some(inner) => inner.to_string(),
+            None => return Err(LineErrorKind::Unterminated(path.to_string())),
+        },
+        None if rest.ends_with('"') => {
+            return Err(LineErrorKind::UnopenedQuote(path.to_string()));
         }
         None => rest.to_string(),
     };
@@ -203,7 +198,7 @@ mod tests {
     #[test]
     fn bad_lines_are_reported_and_the_rest_is_kept() {
         let parsed = parse(
-            "Device.A.1.B\nDevice.A.1.C \"open\nDevice.A.1.D \"x\"\"\n1Device.E \"v\"\nDevice.A. \"v\"\nDevice.OK \"fine\"\n",
+            "Device.A.1.B\nDevice.A.1.C \"open\nDevice.A.1.D x\"\n1Device.E \"v\"\nDevice.A. \"v\"\nDevice.OK \"fine\"\nDevice.A.1.F \"x\" y\n",
         );
         assert_eq!(parsed.entries, vec![entry(6, "Device.OK", "fine", false)]);
         let kinds: Vec<(usize, &LineErrorKind)> = parsed
@@ -216,17 +211,28 @@ mod tests {
             vec![
                 (1, &LineErrorKind::MissingValue("Device.A.1.B".into())),
                 (2, &LineErrorKind::Unterminated("Device.A.1.C".into())),
-                (
-                    3,
-                    &LineErrorKind::TrailingText("Device.A.1.D".into(), "\"".into())
-                ),
+                (3, &LineErrorKind::UnopenedQuote("Device.A.1.D".into())),
                 (4, &LineErrorKind::BadPath("1Device.E".into())),
                 (5, &LineErrorKind::BadPath("Device.A.".into())),
+                (7, &LineErrorKind::Unterminated("Device.A.1.F".into())),
             ]
         );
         assert_eq!(
             parsed.errors[0].to_string(),
             "line 1: Device.A.1.B has no value (write \"\" for an empty string)"
+        );
+    }
+
+    #[test]
+    fn a_quoted_value_runs_from_the_first_quote_to_the_last_as_in_obuspa() {
+        let parsed = parse("Device.A.1.Destination \"notify-dest\"\"\nDevice.A.1.B \"\"\"\n");
+        assert_eq!(parsed.errors, vec![]);
+        assert_eq!(
+            parsed.entries,
+            vec![
+                entry(1, "Device.A.1.Destination", "notify-dest\"", false),
+                entry(2, "Device.A.1.B", "\"", false),
+            ]
         );
     }
 
