@@ -3,7 +3,8 @@
 //! `persistence false`). Each test is named after the TP-469 case it follows; the issue-11
 //! item-5 behaviours are filed under the nearest case (1.81 generated ID, 1.3 invalid Alias,
 //! 1.96 unique key after creation, 1.78 Controller deletion, 1.66 empty GetInstances search,
-//! 2.25 non-writable parameter in Add, section 2 UntrustedRole). Also 1.48, 1.57, 1.100 and 1.104.
+//! 2.25 non-writable parameter in Add, section 2 UntrustedRole). Also 1.48, 1.57, 1.64, 1.65,
+//! 1.100 and 1.104.
 //!
 //! Every test starts its own broker and agent (about a second) so that the cases stay
 //! independent and can run in parallel; every wait is bounded (`bounded`, the client's request
@@ -668,6 +669,115 @@ fn tp469_1_100_schedule_timer_without_delay_seconds_fails_with_7027() {
             failure.err_code,
             UspErrorCode::InvalidCommandArguments.code()
         );
+        s.agent.check_running()
+    });
+}
+
+/// Subscribes [`CONTROLLER`] to the OperationComplete of `Device.ScheduleTimer()` and returns
+/// the Operate that starts the timer (one second) with `command_key`, answered or not as
+/// `send_resp` says.
+async fn schedule_timer(
+    s: &Session,
+    command_key: &str,
+    send_resp: bool,
+) -> anyhow::Result<ReqType> {
+    let answer = s
+        .ask(add(
+            false,
+            vec![create(
+                SUBSCRIPTIONS,
+                &[
+                    ("Enable", "true", true),
+                    ("ID", command_key, true),
+                    ("NotifType", "OperationComplete", true),
+                    ("ReferenceList", "Device.ScheduleTimer()", true),
+                ],
+            )],
+        ))
+        .await?;
+    added(&add_results(&answer)?[0])?;
+    Ok(ReqType::Operate(usp::Operate {
+        command: "Device.ScheduleTimer()".to_string(),
+        command_key: command_key.to_string(),
+        send_resp,
+        input_args: [("DelaySeconds".to_string(), "1".to_string())].into(),
+    }))
+}
+
+/// The OperationComplete Notify of subscription `id`, within [`ANSWER`].
+async fn operation_complete(
+    events: &mut mpsc::Receiver<AgentEvent>,
+    agent: &Agent,
+    id: &str,
+) -> anyhow::Result<usp::notify::OperationComplete> {
+    let deadline = tokio::time::Instant::now() + ANSWER;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .with_context(|| format!("no OperationComplete; agent log:\n{}", agent.log()))?
+            .context("the client ended")?;
+        if let AgentEvent::Notify(usp::Notify {
+            subscription_id,
+            notification: Some(usp::notify::Notification::OperComplete(complete)),
+            ..
+        }) = event
+            && subscription_id == id
+        {
+            return Ok(complete);
+        }
+    }
+}
+
+#[test]
+fn tp469_1_64_async_operate_answers_with_its_request_row_then_notifies_completion() {
+    run(async {
+        let mut s = Session::start().await?;
+        let operate = schedule_timer(&s, "test64", true).await?;
+        let answer = s.ask(operate).await?;
+        let RespType::OperateResp(resp) = response(&answer)? else {
+            bail!("not an OperateResp: {answer:?}");
+        };
+        let result = resp.operation_results.first().context("no result")?;
+        assert_eq!(result.executed_command, "Device.ScheduleTimer()");
+        let Some(usp::operate_resp::operation_result::OperationResp::ReqObjPath(request)) =
+            &result.operation_resp
+        else {
+            bail!("not a req_obj_path: {result:?}");
+        };
+        assert!(
+            request.starts_with("Device.LocalAgent.Request."),
+            "req_obj_path {request}"
+        );
+        let complete = operation_complete(&mut s.events, &s.agent, "test64").await?;
+        assert_eq!(complete.command_key, "test64");
+        assert_eq!(complete.obj_path, "Device.");
+        assert_eq!(complete.command_name, "ScheduleTimer()");
+        assert!(
+            matches!(
+                complete.operation_resp,
+                Some(usp::notify::operation_complete::OperationResp::ReqOutputArgs(_))
+            ),
+            "not a success: {complete:?}"
+        );
+        s.agent.check_running()
+    });
+}
+
+#[test]
+fn tp469_1_65_async_operate_without_send_resp_is_not_answered_but_still_notifies() {
+    run(async {
+        let mut s = Session::start().await?;
+        let operate = schedule_timer(&s, "test65", false).await?;
+        // The client waits its 5 s request timeout: an OperateResp would end the wait first.
+        let (answered, complete) = tokio::join!(
+            s.ctl.request(operate),
+            operation_complete(&mut s.events, &s.agent, "test65")
+        );
+        assert_eq!(complete?.command_key, "test65");
+        match answered {
+            Err(usp_mtp::controller::ControllerError::Timeout { .. }) => {}
+            other => bail!("expected no OperateResp, got {other:?}"),
+        }
         s.agent.check_running()
     });
 }
