@@ -4,7 +4,7 @@
 //! item-5 behaviours are filed under the nearest case (1.81 generated ID, 1.3 invalid Alias,
 //! 1.96 unique key after creation, 1.78 Controller deletion, 1.66 empty GetInstances search,
 //! 2.25 non-writable parameter in Add, section 2 UntrustedRole). Also 1.48, 1.57, 1.64, 1.65,
-//! 1.100 and 1.104.
+//! 1.100, 1.104 and 11.12.
 //!
 //! Every test starts its own broker and agent (about a second) so that the cases stay
 //! independent and can run in parallel; every wait is bounded (`bounded`, the client's request
@@ -1078,6 +1078,30 @@ async fn only_the_good_record_is_answered(first: Vec<u8>) -> anyhow::Result<()> 
     assert_eq!(to, CONTROLLER);
     assert_eq!(expect::param(&answer, "good", "EndpointID")?, AGENT_ID);
     s.agent.check_running()
+}
+
+#[test]
+fn tp469_11_12_mqtt5_answer_goes_to_the_response_topic_with_content_type_and_own_topic() {
+    run(async {
+        let mut s = Session::start().await?;
+        // Not the Controller's configured topic: the request's Response Topic must win.
+        let own_topic = "usp/controller/tp-11-12";
+        let mut link = MqttLink::connect(s.broker.port, AGENT_TOPIC_V5, own_topic).await?;
+        link.send(get_record(
+            CONTROLLER,
+            AGENT_ID,
+            "tp-11-12",
+            "Device.LocalAgent.EndpointID",
+        ))
+        .await?;
+        let publish = link.recv_publish().await?;
+        assert_eq!(publish.topic, own_topic);
+        assert_eq!(publish.content_type.as_deref(), Some("usp.msg"));
+        assert_eq!(publish.response_topic.as_deref(), Some(AGENT_TOPIC_V5));
+        let record = usp_codec::Record::decode(&publish.payload)?;
+        assert_eq!(record.to_id, CONTROLLER);
+        s.agent.check_running()
+    });
 }
 
 #[test]

@@ -306,8 +306,17 @@ pub struct MqttLink {
     client: AsyncClient,
     agent_topic: String,
     own_topic: String,
-    incoming: mpsc::Receiver<Vec<u8>>,
+    incoming: mpsc::Receiver<Publish>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// A PUBLISH the agent sent, with the MQTT 5 properties TP-469 11.12 checks.
+#[derive(Debug)]
+pub struct Publish {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub response_topic: Option<String>,
+    pub content_type: Option<String>,
 }
 
 impl MqttLink {
@@ -337,7 +346,14 @@ impl MqttLink {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
-                        if incoming_tx.send(publish.payload.to_vec()).await.is_err() {
+                        let properties = publish.properties.unwrap_or_default();
+                        let received = Publish {
+                            topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+                            payload: publish.payload.to_vec(),
+                            response_topic: properties.response_topic,
+                            content_type: properties.content_type,
+                        };
+                        if incoming_tx.send(received).await.is_err() {
                             return;
                         }
                     }
@@ -357,6 +373,16 @@ impl MqttLink {
             incoming,
             task,
         })
+    }
+}
+
+impl MqttLink {
+    /// The next PUBLISH the agent sent, within [`ANSWER`].
+    pub async fn recv_publish(&mut self) -> anyhow::Result<Publish> {
+        tokio::time::timeout(ANSWER, self.incoming.recv())
+            .await
+            .context("no PUBLISH from the agent")?
+            .context("the MQTT connection ended")
     }
 }
 
@@ -386,9 +412,6 @@ impl Link for MqttLink {
     }
 
     async fn recv(&mut self) -> anyhow::Result<Vec<u8>> {
-        tokio::time::timeout(ANSWER, self.incoming.recv())
-            .await
-            .context("no Record from the agent")?
-            .context("the MQTT connection ended")
+        Ok(self.recv_publish().await?.payload)
     }
 }
