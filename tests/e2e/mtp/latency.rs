@@ -46,6 +46,8 @@ async fn sequential_gets_are_quick(publish_qos: Option<u8>, controller_qos: u8) 
         endpoint.qos = controller_qos;
         let mut options = ControllerOptions::new(CONTROLLER, AGENT_ID, Endpoint::Mqtt(endpoint));
         options.window = 1;
+        // A request sent before the agent subscribed is lost: retry it soon.
+        options.timeout = Duration::from_secs(1);
         let (client, _events) = ControllerClient::connect(options).await?;
         let get = || async {
             let msg = get_msg(&client.next_msg_id(), "Device.LocalAgent.EndpointID");
