@@ -7,8 +7,11 @@
 #
 # Environment: REQUESTS (default 20000 for the small Gets, 2000 for Device.), RUNS (start-up
 # runs, default 7), CARGO_TARGET_DIR (default target), SMOKE=1 (a few hundred requests per row,
-# for CI), AGENT and BENCH (use these binaries instead of building release ones). Needs
-# mosquitto (apt-get install mosquitto) and python3 (free ports).
+# for CI), AGENT and BENCH (use these binaries instead of building release ones), PUBLISH_QOS
+# (the agent's MQTT PublishQoS; unset: the agent's default, 0) and CONTROLLER_QOS (usp-bench's
+# MQTT QoS, default 0). Needs mosquitto (apt-get install mosquitto) and python3 (free ports).
+# The broker is a stock mosquitto: Nagle's algorithm stays on (no `set_tcp_nodelay`), as on
+# most deployed brokers, so the agent must not depend on it being off.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 target_dir=${CARGO_TARGET_DIR:-target}
@@ -59,7 +62,7 @@ setup() {
     local dir=$work/$row
     mkdir -p "$dir"
     mqtt_port=$(free_port); ws_port=$(free_port)
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nlog_dest none\n' "$mqtt_port" >"$dir/mosquitto.conf"
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n' "$mqtt_port" >"$dir/mosquitto.conf"
     mosquitto -c "$dir/mosquitto.conf" & pids+=($!)
     wait_port "$mqtt_port"
     {
@@ -89,6 +92,7 @@ protocol = "mqtt"
 broker_address = "127.0.0.1"
 broker_port = $mqtt_port
 response_topic = "usp/agent/$agent_id"
+${PUBLISH_QOS:+publish_qos = $PUBLISH_QOS}
 [[mtp.controllers]]
 endpoint_id = "$ctl_id"
 topic = "usp/controller/$ctl_id"
@@ -106,7 +110,7 @@ start_agent() {
 }
 
 target() { # $1: mqtt|ws
-    if [ "$1" = mqtt ]; then echo --mqtt "mqtt://127.0.0.1:$mqtt_port"; else echo --ws "ws://127.0.0.1:$ws_port/usp"; fi
+    if [ "$1" = mqtt ]; then echo --mqtt "mqtt://127.0.0.1:$mqtt_port" --qos "${CONTROLLER_QOS:-0}"; else echo --ws "ws://127.0.0.1:$ws_port/usp"; fi
     echo --agent-id "$agent_id" --controller-id "$ctl_id"
 }
 

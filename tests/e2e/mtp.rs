@@ -12,6 +12,7 @@
 //! - `serving`: a controller on each MTP; the shipped example configuration.
 //! - `faults`: bad Records on every MTP.
 //! - `broker`: the broker down at start, and killed and restarted mid-run.
+//! - `latency`: sequential requests through a stock broker are not held by delayed ACKs.
 //! - `tls`: R-SEC.0a.
 //! - `datamodel`: the MTP configuration as data, changed at run time by a Controller.
 //! - `interop`: the third-party usp-js Controller library (npm) on every transport it has, and
@@ -23,6 +24,7 @@ pub(crate) mod expect;
 mod faults;
 pub(crate) mod harness;
 mod interop;
+mod latency;
 pub(crate) mod peer;
 mod rabbit;
 mod serving;

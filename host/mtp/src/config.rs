@@ -146,7 +146,9 @@ pub struct MqttConfig {
     /// broker assigns none.
     #[serde(default)]
     pub response_topic: Option<String>,
-    /// `LocalAgent.MTP.{i}.MQTT.PublishQoS` (0..=2; default 1).
+    /// `LocalAgent.MTP.{i}.MQTT.PublishQoS` (0..=2; default 0, as obuspa: USP answers its own
+    /// requests, and a QoS 1 answer makes the broker send a PUBACK that a stock broker then
+    /// holds the next request behind until our delayed ACK; R-MQTT.20 requires 0 and 1).
     #[serde(default = "default_qos")]
     pub publish_qos: u8,
     /// Controllers reached through this client.
@@ -170,7 +172,7 @@ fn default_max_interval() -> u32 {
     30720
 }
 fn default_qos() -> u8 {
-    1
+    0
 }
 
 impl MqttConfig {

@@ -203,6 +203,8 @@ pub struct MqttMtp {
     pub version: &'static str,
     /// The agent's topic (`response_topic`).
     pub topic: &'static str,
+    /// `publish_qos` (`LocalAgent.MTP.{i}.MQTT.PublishQoS`); the agent's default when `None`.
+    pub publish_qos: Option<u8>,
 }
 
 impl MqttMtp {
@@ -213,6 +215,7 @@ impl MqttMtp {
             port,
             version: "5.0",
             topic: AGENT_TOPIC_V5,
+            publish_qos: None,
         }
     }
 }
@@ -296,10 +299,14 @@ impl Agent {
         }
         config += &format!("\n[[mtp]]\nname = \"uds\"\nprotocol = \"uds\"\npath = {uds:?}\n");
         for mqtt in &setup.mqtt {
+            let qos = mqtt
+                .publish_qos
+                .map(|q| format!("publish_qos = {q}\n"))
+                .unwrap_or_default();
             config += &format!(
                 "\n[[mtp]]\nname = \"{}\"\nprotocol = \"mqtt\"\nbroker_address = \"127.0.0.1\"\n\
                  broker_port = {}\nprotocol_version = \"{}\"\nresponse_topic = \"{}\"\n\
-                 connect_retry_time = 1\nconnect_retry_max_interval = 2\n\
+                 connect_retry_time = 1\nconnect_retry_max_interval = 2\n{qos}\
                  [[mtp.controllers]]\nendpoint_id = \"{CONTROLLER}\"\ntopic = \"{CONTROLLER_TOPIC}\"\n",
                 mqtt.name, mqtt.port, mqtt.version, mqtt.topic
             );

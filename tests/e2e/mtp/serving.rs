@@ -85,12 +85,14 @@ async fn controllers_on_websocket_uds_and_mqtt_get_device_info() {
                     port: broker.port,
                     version: "5.0",
                     topic: AGENT_TOPIC_V5,
+                    publish_qos: None,
                 },
                 MqttMtp {
                     name: "mqtt311",
                     port: broker.port,
                     version: "3.1.1",
                     topic: AGENT_TOPIC_V311,
+                    publish_qos: None,
                 },
             ],
             ..Setup::default()

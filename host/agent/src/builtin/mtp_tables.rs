@@ -913,6 +913,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn publish_qos_is_seeded_as_0_and_a_controller_setting_1_or_2_is_what_runs() {
+        let tables = seeded().await;
+        // obuspa's default: a QoS 0 answer draws no PUBACK for a stock broker to hold the next
+        // request behind (issue 11).
+        assert_eq!(
+            tables
+                .value("Device.LocalAgent.MTP.1.MQTT.PublishQoS")
+                .as_deref(),
+            Some("0")
+        );
+        for qos in [1, 2] {
+            tables
+                .set_value("Device.LocalAgent.MTP.1.MQTT.PublishQoS", &qos.to_string())
+                .unwrap();
+            let mtps = settings(&tables, &file()).await;
+            let TransportConfig::Mqtt(mqtt) = transport(&mtps, "broker") else {
+                panic!("not MQTT");
+            };
+            assert_eq!(mqtt.publish_qos, qos);
+        }
+    }
+
+    #[tokio::test]
     async fn a_row_added_by_a_controller_runs_with_default_settings() {
         let tables = seeded().await;
         let socket = values(&[("Path", "/tmp/other.sock".to_string())]);

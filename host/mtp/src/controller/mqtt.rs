@@ -14,6 +14,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::ControllerError;
 pub use crate::config::MqttVersion;
+use crate::mqtt::quickack::{FdSnapshot, QuickAck};
 
 /// The Content Type of a USP Record (R-MQTT.27).
 const CONTENT_TYPE: &str = "usp.msg";
@@ -111,6 +112,9 @@ enum Packet {
     ConnAck(Result<(), String>),
     SubAck(bool),
     Publish(Bytes),
+    /// PUBACK, PUBCOMP or PINGRESP: nothing goes back, so our ACK of it would wait for the
+    /// delayed-ACK timer while a broker with Nagle on holds the answer behind it.
+    Unanswered,
     Other,
 }
 
@@ -222,10 +226,16 @@ async fn run(
         outgoing,
         ready.subscribe(),
     ));
+    // rumqttc (re)connects inside `poll`; the sockets open before are not its socket.
+    let mut before = FdSnapshot::take();
+    // Holds a duplicate of the event loop's socket: dropped as soon as that socket is.
+    let mut quickack: Option<QuickAck> = None;
     loop {
         let packet = match poll(&mut event_loop).await {
             Ok(packet) => packet,
             Err(reason) => {
+                quickack = None;
+                before = FdSnapshot::take();
                 ready.send_replace(false);
                 if let Some(first) = first.take() {
                     drop(first.send(Err(reason)));
@@ -238,6 +248,13 @@ async fn run(
         };
         match packet {
             Packet::ConnAck(Ok(())) => {
+                quickack = match QuickAck::find(&before, endpoint.port) {
+                    Ok(q) => Some(q),
+                    Err(err) => {
+                        tracing::debug!(%err, "TCP quick ACKs unavailable on this connection");
+                        None
+                    }
+                };
                 if let Err(reason) = client.subscribe(&endpoint.filter(), endpoint.qos).await {
                     tracing::warn!(%reason, "MQTT SUBSCRIBE could not be queued");
                 }
@@ -266,6 +283,13 @@ async fn run(
             Packet::Publish(payload) => {
                 if incoming.send(payload).await.is_err() {
                     return;
+                }
+            }
+            Packet::Unanswered => {
+                if let Some(q) = &quickack
+                    && let Err(err) = q.rearm()
+                {
+                    tracing::debug!(%err, "no quick ACK");
                 }
             }
             Packet::Other => {}
@@ -360,6 +384,7 @@ async fn poll(event_loop: &mut Loop) -> Result<Packet, String> {
                         .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))),
                 ),
                 Event::Incoming(P::Publish(p)) => Packet::Publish(p.payload),
+                Event::Incoming(P::PubAck(_) | P::PubComp(_) | P::PingResp) => Packet::Unanswered,
                 _ => Packet::Other,
             })
         }
@@ -379,6 +404,9 @@ async fn poll(event_loop: &mut Loop) -> Result<Packet, String> {
                         .all(|c| matches!(c, p5::SubscribeReasonCode::Success(_))),
                 ),
                 Event::Incoming(p5::Packet::Publish(p)) => Packet::Publish(p.payload),
+                Event::Incoming(
+                    p5::Packet::PubAck(_) | p5::Packet::PubComp(_) | p5::Packet::PingResp(_),
+                ) => Packet::Unanswered,
                 _ => Packet::Other,
             })
         }

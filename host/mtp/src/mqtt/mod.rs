@@ -11,7 +11,10 @@
 //!
 //! Layout:
 //! - [`topic`]: topic bookkeeping, no I/O.
+//! - [`quickack`]: immediate TCP ACKs on rumqttc's socket, so that a broker with Nagle's
+//!   algorithm on does not hold our next request behind a PUBACK's delayed ACK.
 
+pub(crate) mod quickack;
 pub(crate) mod topic;
 
 use std::collections::VecDeque;
@@ -30,6 +33,7 @@ use crate::event::{Dest, LinkInfo, PeerAuth};
 use crate::link::{Ctx, Outbound};
 use crate::records::{self, ConnectKind};
 use crate::tls::{self, SeenCertificate};
+use quickack::{FdSnapshot, QuickAck};
 use topic::{Silenced, Topics};
 
 /// Records kept while the connection is down or not yet subscribed; older ones are dropped
@@ -84,6 +88,9 @@ enum Incoming {
         content_type: Option<String>,
     },
     DisconnectSent,
+    /// A packet we send nothing back for (PUBACK, PUBCOMP, PINGRESP): our ACK of it would wait
+    /// for the delayed-ACK timer (see [`quickack`]).
+    Unanswered,
     Other,
 }
 
@@ -197,6 +204,9 @@ async fn poll(lp: &mut Loop) -> Result<Incoming, String> {
                     response_topic: None,
                     content_type: None,
                 }),
+                Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_) | Packet::PingResp) => {
+                    Ok(Incoming::Unanswered)
+                }
                 Event::Outgoing(Outgoing::Disconnect) => Ok(Incoming::DisconnectSent),
                 _ => Ok(Incoming::Other),
             }
@@ -246,6 +256,9 @@ async fn poll(lp: &mut Loop) -> Result<Incoming, String> {
                 Event::Incoming(p5::Packet::Disconnect(d)) => {
                     Err(format!("broker disconnected: {:?}", d.reason_code))
                 }
+                Event::Incoming(
+                    p5::Packet::PubAck(_) | p5::Packet::PubComp(_) | p5::Packet::PingResp(_),
+                ) => Ok(Incoming::Unanswered),
                 Event::Outgoing(Outgoing::Disconnect) => Ok(Incoming::DisconnectSent),
                 _ => Ok(Incoming::Other),
             }
@@ -390,6 +403,10 @@ async fn connection(
         Ok(parts) => parts,
         Err(reason) => return Ended::Disabled(reason),
     };
+    // rumqttc opens its socket on the first poll: the sockets open now are not it.
+    let before = FdSnapshot::take();
+    // Dropped with `lp` when this function returns: it holds a duplicate of lp's socket.
+    let mut quickack: Option<QuickAck> = None;
     let mut topics = Topics::new(cfg);
     let mut info = LinkInfo::default();
     loop {
@@ -419,6 +436,7 @@ async fn connection(
                     return Ended::Failed(format!("broker refused the connection: {code}"));
                 }
                 Ok(Incoming::ConnAck { refused: None, assigned_client_id, response_information, subscribe_topics }) => {
+                    quickack = find_quickack(&before, cfg.broker_port, ctx);
                     if let Some(id) = assigned_client_id {
                         carried.client_id = id;
                     }
@@ -495,8 +513,27 @@ async fn connection(
                         tracing::info!(mtp = %ctx.name, %topic, "PUBLISH dropped");
                     }
                 }
+                Ok(Incoming::Unanswered) => {
+                    if let Some(q) = &quickack
+                        && let Err(err) = q.rearm()
+                    {
+                        tracing::debug!(mtp = %ctx.name, %err, "no quick ACK");
+                    }
+                }
                 Ok(Incoming::DisconnectSent | Incoming::Other) => {}
             },
+        }
+    }
+}
+
+/// The connection's socket for quick ACKs; without one the MTP still works, and a stock broker
+/// then delays the request after each PUBACK (PublishQoS 1 or 2) by our delayed-ACK timer.
+fn find_quickack(before: &FdSnapshot, port: u16, ctx: &Ctx) -> Option<QuickAck> {
+    match QuickAck::find(before, port) {
+        Ok(q) => Some(q),
+        Err(err) => {
+            tracing::info!(mtp = %ctx.name, %err, "TCP quick ACKs unavailable on this connection");
+            None
         }
     }
 }
