@@ -37,7 +37,6 @@ pub const SUBSCRIPTION_TABLE: &str = "Device.LocalAgent.Subscription.";
 pub const MTP_TABLE: &str = "Device.LocalAgent.MTP.";
 
 const CONTROLLER_ROW: &str = "Device.LocalAgent.Controller.{i}.";
-const MQTT_MTP_ROW: &str = "Device.LocalAgent.MTP.{i}.MQTT.";
 const SEND_ON_BOARD_REQUEST: &str = "SendOnBoardRequest()";
 
 /// The stored tables under `Device.LocalAgent.`; committed changes go to `hook`. Their schema
@@ -74,17 +73,6 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
     }
     for def in super::mtp_tables::schema()?.objects() {
         schema.insert(def.clone());
-    }
-    // TR-181 gives PublishQoS no default; a row added without one (by a Controller or a
-    // factory-reset file) publishes like an [[mtp]] table without one: QoS 1, not the 0 an
-    // unset unsignedInt would read as.
-    if let Some(mut def) = schema.object(MQTT_MTP_ROW).cloned() {
-        for param in &mut def.params {
-            if param.name == "PublishQoS" && param.default.is_none() {
-                param.default = Some("1".to_string());
-            }
-        }
-        schema.insert(def);
     }
     let mut tables = MemoryProvider::new("builtin LocalAgent tables", schema)
         .with_commit_hook(hook)
@@ -457,8 +445,8 @@ mod tests {
             tables
                 .value("Device.LocalAgent.MTP.1.MQTT.PublishQoS")
                 .as_deref(),
-            Some("1"),
-            "the agent's default where TR-181 gives none"
+            Some("0"),
+            "TR-181 gives none: the zero of the type, which is also the [[mtp]] default"
         );
     }
 
