@@ -47,9 +47,7 @@ impl Session {
         let agent = Agent::start(Setup {
             mqtt: vec![MqttMtp {
                 name: "mqtt5",
-                port: broker.port,
-                version: "5.0",
-                topic: AGENT_TOPIC_V5,
+                ..MqttMtp::v5(broker.port)
             }],
             ..Setup::default()
         })
