@@ -9,7 +9,9 @@
 # runs, default 7), CARGO_TARGET_DIR (default target), SMOKE=1 (a few hundred requests per row,
 # for CI), AGENT and BENCH (use these binaries instead of building release ones), PUBLISH_QOS
 # (the agent's MQTT PublishQoS; unset: the agent's default, 0) and CONTROLLER_QOS (usp-bench's
-# MQTT QoS, default 0). Needs mosquitto (apt-get install mosquitto) and python3 (free ports).
+# MQTT QoS, default 0), OBUSPA (the reference agent's binary, for the obuspa-* rows: they run it
+# on the same stock broker with the same controller, so both agents are measured in one run).
+# Needs mosquitto (apt-get install mosquitto) and python3 (free ports).
 # The broker is a stock mosquitto: Nagle's algorithm stays on (no `set_tcp_nodelay`), as on
 # most deployed brokers, so the agent must not depend on it being off.
 set -euo pipefail
@@ -22,7 +24,9 @@ get-deviceinfo-mqtt-w1 get-deviceinfo-mqtt-w16 get-deviceinfo-ws-w1 get-devicein
 get-device-mqtt-w1 get-device-mqtt-w16 get-device-ws-w1 get-device-ws-w16
 gsdm-device-ws-w1 set-1-ws-w1 set-1-mqtt-w1 set-100-ws-w1 set-100-mqtt-w1
 idle-rss idle-rss-plugins get-time-plugin-ws-w1 get-time-plugin-ws-w16
-get-device-plugins-ws-w1 startup-mqtt startup-ws notify-ws notify-mqtt"
+get-device-plugins-ws-w1 startup-mqtt startup-ws notify-ws notify-mqtt
+obuspa-get-endpointid-mqtt-w1 obuspa-get-endpointid-mqtt-w16 obuspa-get-deviceinfo-mqtt-w1
+obuspa-get-deviceinfo-mqtt-w16"
 
 if [ "${1:-}" = "list" ] || [ $# -eq 0 ]; then
     echo "$rows" | tr ' ' '\n'
@@ -109,6 +113,49 @@ start_agent() {
     wait_port "$ws_port"
 }
 
+# The reference agent (OBUSPA) on a fresh stock broker, configured by its own factory-reset
+# file format with the same Endpoint ID, topics and controller as our agent's rows.
+start_obuspa() {
+    [ -x "${OBUSPA:-}" ] || { echo "$row needs OBUSPA=<path to the obuspa binary>" >&2; exit 1; }
+    local dir=$work/$row
+    mkdir -p "$dir"
+    mqtt_port=$(free_port)
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n' "$mqtt_port" >"$dir/mosquitto.conf"
+    mosquitto -c "$dir/mosquitto.conf" & pids+=($!)
+    wait_port "$mqtt_port"
+    cat >"$dir/factory-reset.txt" <<RESET
+Device.LocalAgent.Controller.1.EndpointID "$ctl_id"
+Device.LocalAgent.Controller.1.Alias "bench"
+Device.LocalAgent.Controller.1.Enable true
+Device.LocalAgent.Controller.1.AssignedRole "Device.LocalAgent.ControllerTrust.Role.1"
+Device.LocalAgent.Controller.1.MTP.1.Alias "bench"
+Device.LocalAgent.Controller.1.MTP.1.Enable true
+Device.LocalAgent.Controller.1.MTP.1.Protocol "MQTT"
+Device.LocalAgent.Controller.1.MTP.1.MQTT.Reference "Device.MQTT.Client.1"
+Device.LocalAgent.Controller.1.MTP.1.MQTT.Topic "usp/controller/$ctl_id"
+Device.MQTT.Client.1.Alias "bench"
+Device.MQTT.Client.1.Enable true
+Device.MQTT.Client.1.BrokerAddress "127.0.0.1"
+Device.MQTT.Client.1.BrokerPort "$mqtt_port"
+Device.MQTT.Client.1.ProtocolVersion "5.0"
+Device.MQTT.Client.1.TransportProtocol "TCP/IP"
+Device.LocalAgent.MTP.1.Alias "bench"
+Device.LocalAgent.MTP.1.Enable true
+Device.LocalAgent.MTP.1.Protocol "MQTT"
+Device.LocalAgent.MTP.1.MQTT.ResponseTopicConfigured "usp/agent/$agent_id"
+Device.LocalAgent.MTP.1.MQTT.Reference "Device.MQTT.Client.1"
+RESET
+    USP_ENDPOINT_ID=$agent_id "$OBUSPA" -f "$dir/usp.db" -r "$dir/factory-reset.txt" \
+        -s "$dir/cli.sock" -v 1 -l "$dir/obuspa.log" & agent_pid=$!
+    pids+=($agent_pid)
+    # Ready once it answers: its broker connection comes up after start.
+    for _ in $(seq 1 50); do
+        "$bench_bin" load $(target mqtt) --timeout 0.2 --requests 1 --warmup 0 \
+            --op get:Device.LocalAgent.EndpointID >/dev/null 2>&1 && return 0
+    done
+    echo "obuspa never answered; its log: $dir/obuspa.log" >&2; return 1
+}
+
 target() { # $1: mqtt|ws
     if [ "$1" = mqtt ]; then echo --mqtt "mqtt://127.0.0.1:$mqtt_port" --qos "${CONTROLLER_QOS:-0}"; else echo --ws "ws://127.0.0.1:$ws_port/usp"; fi
     echo --agent-id "$agent_id" --controller-id "$ctl_id"
@@ -159,6 +206,14 @@ for row in "$@"; do
         esac
         setup; start_agent
         load "$mtp" "${w#w}" "$n" --op "get:$path" ;;
+    obuspa-get-endpointid-mqtt-w*|obuspa-get-deviceinfo-mqtt-w*)
+        IFS=- read -r _ _ what _ w <<<"$row"
+        case $what in
+            endpointid) path=Device.LocalAgent.EndpointID ;;
+            deviceinfo) path=Device.DeviceInfo. ;;
+        esac
+        start_obuspa
+        load mqtt "${w#w}" "$(count 20000)" --op "get:$path" ;;
     gsdm-device-ws-w1)
         setup; start_agent
         load ws 1 "$(count 1000)" --op gsdm:Device. ;;

@@ -301,57 +301,71 @@ fn mqtt_args(
     ]
 }
 
+/// Runs the usp-js probe as `from_id` over one of the broker's listeners (its WebSocket one
+/// when `over_websocket`): every check must pass.
+async fn probe_over_mqtt(
+    transport: &str,
+    from_id: &str,
+    agent_topic: &str,
+    own_topic: &str,
+    over_websocket: bool,
+) -> anyhow::Result<()> {
+    let mut setup = Setup::start().await?;
+    setup.mqtt_up().await?;
+    let port = if over_websocket {
+        setup.broker.ws_port.context("no WebSocket listener")?
+    } else {
+        setup.broker.port
+    };
+    let args = mqtt_args(port, from_id, agent_topic, own_topic);
+    probe(&mut setup, transport, &args).await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn usp_js_over_mqtt5_without_response_topic_passes_every_check() {
-    bounded_by(PROBE_LIMIT, async {
-        let mut setup = Setup::start().await?;
-        setup.mqtt_up().await?;
-        let args = mqtt_args(
-            setup.broker.port,
+    bounded_by(
+        PROBE_LIMIT,
+        probe_over_mqtt(
+            "mqtt5",
             "proto::usp-js-v5",
             AGENT_TOPIC_V5,
             "usp/interop/js-v5",
-        );
-        probe(&mut setup, "mqtt5", &args).await?;
-        Ok(())
-    })
+            false,
+        ),
+    )
     .await
     .unwrap();
 }
 
 #[tokio::test]
 async fn usp_js_over_mqtt311_without_reply_to_suffix_passes_every_check() {
-    bounded_by(PROBE_LIMIT, async {
-        let mut setup = Setup::start().await?;
-        setup.mqtt_up().await?;
-        let args = mqtt_args(
-            setup.broker.port,
+    bounded_by(
+        PROBE_LIMIT,
+        probe_over_mqtt(
+            "mqtt311",
             "proto::usp-js-v311",
             AGENT_TOPIC_V311,
             "usp/interop/js-v311",
-        );
-        probe(&mut setup, "mqtt311", &args).await?;
-        Ok(())
-    })
+            false,
+        ),
+    )
     .await
     .unwrap();
 }
 
 #[tokio::test]
 async fn usp_js_over_mqtt_over_websocket_passes_every_check() {
-    bounded_by(PROBE_LIMIT, async {
-        let mut setup = Setup::start().await?;
-        setup.mqtt_up().await?;
-        let ws_port = setup.broker.ws_port.context("no WebSocket listener")?;
-        let args = mqtt_args(
-            ws_port,
+    bounded_by(
+        PROBE_LIMIT,
+        probe_over_mqtt(
+            "mqtt-ws",
             "proto::usp-js-mqtt-ws",
             AGENT_TOPIC_V5,
             "usp/interop/js-mqtt-ws",
-        );
-        probe(&mut setup, "mqtt-ws", &args).await?;
-        Ok(())
-    })
+            true,
+        ),
+    )
     .await
     .unwrap();
 }
