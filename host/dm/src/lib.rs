@@ -13,8 +13,10 @@
 //! - [`txn`]: Controller writes: value and reference checks ([`DataModel::check_write`]) and
 //!   [`DmTransaction`], writes across providers (prepare all, commit all).
 //! - [`memory`]: [`MemoryProvider`], the schema-driven in-memory provider for built-in
-//!   configuration objects, with change-set reporting for persistence and `restore`; its
-//!   private `keys` module is the per-table unique-key index.
+//!   configuration objects, with change-set reporting for persistence and `restore`. Its
+//!   private submodules: `store` (committed state), `transaction` (staging, checks, generated
+//!   keys, commit), `persist` ([`StoredChange`], restore, snapshot), `keys` (the per-table
+//!   unique-key index), `counts` (`*NumberOfEntries`).
 //! - [`subscription`]: does a changed path match a subscription's ReferenceList entry.
 //! - [`tr181`]: the standard TR-181 Device:2.19 schema, generated and embedded.
 //! - [`error`]: [`DmError`], every engine failure (mapped to USP codes by the message layer).

@@ -1,7 +1,7 @@
 //! The schema as data: objects, parameters, commands and events of the Supported Data Model,
 //! keyed by supported-DM path (`Device.IP.Interface.{i}.`). Providers describe their subtrees
 //! with these types; the engine answers GetSupportedDM and validates values from them. Value
-//! types and facets come from [`value`](crate::value) (the facets are re-exported here), and
+//! types and facets come from [`value`] (the facets are re-exported here), and
 //! [`ParamDef::check`] hands a value to its checks.
 
 use std::collections::BTreeMap;
