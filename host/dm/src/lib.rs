@@ -21,8 +21,9 @@
 //! - [`tr181`]: the standard TR-181 Device:2.19 schema, generated and embedded.
 //! - [`error`]: [`DmError`], every engine failure (mapped to USP codes by the message layer).
 //!
-//! Module dependencies run one way: `value` ← `schema` ← `provider` ← `registry` ← `model` ←
-//! `search`, `txn`, `subscription`; `error` and `memory` build on the lower layers only.
+//! Module dependencies run one way (each builds only on those to its left): `value`, `schema`,
+//! `provider`, `registry`, `error`, `model`, then `search`, `txn` and `subscription` on top of
+//! `model`; `memory` and `tr181` need only `value`, `schema` and `provider`.
 //!
 //! Start reading at [`provider`] (what the engine guarantees to providers), then [`model`].
 //!

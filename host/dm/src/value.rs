@@ -1,7 +1,7 @@
 //! TR-106 value types. Values travel as their TR-106 string forms (R-ENC.6) everywhere in the
 //! engine; this module owns the types, the facets that restrict them ([`Constraints`], also
 //! reachable as `schema::Constraints`), and checks a string against a type and its facets. It
-//! depends on no other module of the crate: [`schema`](crate::schema) builds on it.
+//! depends on no other module of the crate: `schema` builds on it.
 
 /// A TR-106 base type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

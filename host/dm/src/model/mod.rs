@@ -10,7 +10,7 @@
 //! - `command`: [`DataModel::operate`], argument checks.
 //! - outside this module, building on it: path resolution ([`DataModel::resolve`], the
 //!   private `search` module), write checks and transactions ([`DataModel::check_write`],
-//!   [`DataModel::begin`], [`crate::txn`]), subscription matching ([`crate::subscription`]).
+//!   [`DataModel::begin`], `txn`), subscription matching (`subscription`).
 //!   Nothing here depends on them, so the module graph has no loop.
 
 use std::sync::Arc;
