@@ -6,17 +6,24 @@
 //! - [`value`]: TR-106 value types, validation and canonical forms, semantic numbers and dates.
 //! - [`provider`]: the [`Provider`] and [`Transaction`] traits, pushed [`Change`]s.
 //! - [`registry`]: which provider serves which subtree; overlap rejection; the merged schema.
-//! - [`model`]: [`DataModel`], the façade: register, resolve, expand subtrees, batched reads,
-//!   value checks, commands.
-//! - `search` (private): one resolution step per path segment, search expressions, unique
-//!   keys, reference following.
-//! - [`txn`]: [`DmTransaction`], Controller writes across providers (prepare all, commit all).
+//! - [`model`]: [`DataModel`], the façade: registration and routing; its submodules `read`
+//!   (instances, subtrees, batched reads) and `command` (checked operate).
+//! - `search` (private): path resolution ([`DataModel::resolve`]), one step per path segment,
+//!   search expressions, unique keys, reference following.
+//! - [`txn`]: Controller writes: value and reference checks ([`DataModel::check_write`]) and
+//!   [`DmTransaction`], writes across providers (prepare all, commit all).
 //! - [`memory`]: [`MemoryProvider`], the schema-driven in-memory provider for built-in
-//!   configuration objects, with change-set reporting for persistence and `restore`; its
-//!   private `keys` module is the per-table unique-key index.
+//!   configuration objects, with change-set reporting for persistence and `restore`. Its
+//!   private submodules: `store` (committed state), `transaction` (staging, checks, generated
+//!   keys, commit), `persist` ([`StoredChange`], restore, snapshot), `keys` (the per-table
+//!   unique-key index), `counts` (`*NumberOfEntries`).
 //! - [`subscription`]: does a changed path match a subscription's ReferenceList entry.
 //! - [`tr181`]: the standard TR-181 Device:2.19 schema, generated and embedded.
 //! - [`error`]: [`DmError`], every engine failure (mapped to USP codes by the message layer).
+//!
+//! Module dependencies run one way (each builds only on those to its left): `value`, `schema`,
+//! `provider`, `registry`, `error`, `model`, then `search`, `txn` and `subscription` on top of
+//! `model`; `memory` and `tr181` need only `value`, `schema` and `provider`.
 //!
 //! Start reading at [`provider`] (what the engine guarantees to providers), then [`model`].
 //!

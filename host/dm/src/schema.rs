@@ -1,10 +1,13 @@
 //! The schema as data: objects, parameters, commands and events of the Supported Data Model,
 //! keyed by supported-DM path (`Device.IP.Interface.{i}.`). Providers describe their subtrees
-//! with these types; the engine answers GetSupportedDM and validates values from them.
+//! with these types; the engine answers GetSupportedDM and validates values from them. Value
+//! types and facets come from [`value`] (the facets are re-exported here), and
+//! [`ParamDef::check`] hands a value to its checks.
 
 use std::collections::BTreeMap;
 
-use crate::value::ValueType;
+use crate::value::{self, ValueError, ValueType};
+pub use crate::value::{Constraints, ListFacet, Range};
 
 /// What a Controller may do with the instances of an object (GSDM `ObjAccessType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -55,40 +58,6 @@ pub enum ValueChange {
     Allowed,
     /// The value changes without a push (counters, uptime): ValueChange is not reported.
     WillIgnore,
-}
-
-/// An inclusive numeric range facet. Bounds are kept as the TR-106 text so that integer,
-/// unsigned and decimal ranges share one representation; `None` means unbounded.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Range {
-    /// Smallest allowed value.
-    pub min: Option<String>,
-    /// Largest allowed value.
-    pub max: Option<String>,
-}
-
-/// Facets that restrict a parameter's or argument's values.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Constraints {
-    /// Allowed values (empty = any). For lists, each item must be one of these.
-    pub enumeration: Vec<String>,
-    /// Allowed numeric ranges (empty = any; a value must fall into one of them).
-    pub ranges: Vec<Range>,
-    /// Minimum length in characters (for strings) or bytes (base64/hexBinary).
-    pub min_length: Option<u32>,
-    /// Maximum length in characters (for strings) or bytes (base64/hexBinary).
-    pub max_length: Option<u32>,
-    /// `Some` when the value is a comma-separated list of items of the type.
-    pub list: Option<ListFacet>,
-}
-
-/// The list facet: the value is a comma-separated list.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ListFacet {
-    /// Maximum number of items, if bounded.
-    pub max_items: Option<u32>,
-    /// Maximum length of the whole list text, if bounded.
-    pub max_length: Option<u32>,
 }
 
 /// How a parameter refers to other objects (path references, TR-106 `pathRef`).
@@ -171,6 +140,29 @@ impl ParamDef {
     pub fn value_change_ignored(mut self) -> Self {
         self.value_change = ValueChange::WillIgnore;
         self
+    }
+}
+
+impl ParamDef {
+    /// Checks a value against the parameter's type and facets; returns its canonical form
+    /// (R-ENC.6: booleans become `true`/`false`, numbers lose `+` and leading zeros).
+    pub fn check(&self, value: &str) -> Result<String, ValueError> {
+        value::check(self.value_type, &self.constraints, value)
+    }
+
+    /// The value the parameter holds before anything sets it: the schema default, else
+    /// [`zero_value`](value::zero_value). A parameter without a value does not exist in USP, and an empty string
+    /// where a number, boolean or dateTime belongs breaks typed Controllers.
+    pub fn initial_value(&self) -> String {
+        match &self.default {
+            Some(default)
+                if self.constraints.list.is_some()
+                    || value::canonical(self.value_type, default).is_some() =>
+            {
+                default.clone()
+            }
+            _ => value::zero_value(self.value_type, &self.constraints),
+        }
     }
 }
 
@@ -346,5 +338,20 @@ impl FromIterator<ObjectDef> for Schema {
             schema.insert(object);
         }
         schema
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn initial_value_is_the_default_or_the_zero_of_the_type() {
+        let port = ParamDef::new("Port", ValueType::UnsignedInt);
+        assert_eq!(port.initial_value(), "0");
+        let with_default = ParamDef::new("Port", ValueType::UnsignedInt).default_value("8443");
+        assert_eq!(with_default.initial_value(), "8443");
+        let broken_default = ParamDef::new("Enable", ValueType::Boolean).default_value("");
+        assert_eq!(broken_default.initial_value(), "false");
     }
 }

@@ -1,16 +1,20 @@
-//! One resolution step per path segment, and search-expression evaluation: instance selection
+//! Path resolution: [`DataModel::resolve`] and its variants (one resolver for every message),
+//! one resolution step per path segment, and search-expression evaluation: instance selection
 //! by number, wildcard, expression or unique key, and reference following. Comparisons are
 //! semantic, by the schema's value type (`0123` == `123`, `1` == `true`, dateTimes by instant,
 //! `~=` as list membership), as TR-369 §"Search Paths" requires.
+//!
+//! Builds on [`crate::model`] (routing, schema, reads); following a reference resolves a path
+//! again, so that recursion stays inside this module.
 
 use std::collections::HashMap;
 
 use usp_codec::path::{
-    Expression, Operand, Operator, Path, RefFollow, RefItem, RelPath, RelStep, Segment,
+    Expression, Leaf, Operand, Operator, Path, RefFollow, RefItem, RelPath, RelStep, Segment,
 };
 
 use crate::error::DmError;
-use crate::model::{DataModel, ResolvedObject};
+use crate::model::{DataModel, Resolution, ResolvedObject};
 use crate::schema::ParamDef;
 use crate::value::{DateTime, Number, ValueType, parse_bool};
 
@@ -28,6 +32,159 @@ impl Cursor {
             path: self.path.clone(),
             supported: self.supported.clone(),
             table: self.table,
+        }
+    }
+}
+
+impl DataModel {
+    /// Parses and resolves a path.
+    pub async fn resolve_str(&self, text: &str) -> Result<Resolution, DmError> {
+        let path = Path::parse(text)?;
+        self.resolve(&path).await
+    }
+
+    /// Resolves a parsed path against the Instantiated Data Model: expands instances,
+    /// wildcards, search expressions, unique keys and references, and checks the leaf
+    /// against the schema.
+    pub async fn resolve(&self, path: &Path) -> Result<Resolution, DmError> {
+        self.resolve_with(path, false).await
+    }
+
+    /// Like [`DataModel::resolve_str`], but an expression naming a complete unique key is a
+    /// search too: when it matches nothing the result is empty instead of
+    /// [`DmError::NoSuchObject`]. GetInstances uses it: a path with `[...]` is a Search Path by
+    /// the grammar, and a Search Path that matches nothing is an empty success (R-MSG.4a,
+    /// digest §4.6).
+    pub async fn resolve_search_str(&self, text: &str) -> Result<Resolution, DmError> {
+        let path = Path::parse(text)?;
+        self.resolve_with(&path, true).await
+    }
+
+    async fn resolve_with(&self, path: &Path, keys_as_search: bool) -> Result<Resolution, DmError> {
+        let text = path.to_string();
+        let mut segments = path.segments.iter();
+        let Some(Segment::Name(root)) = segments.next() else {
+            return Err(DmError::NotSupported { path: text });
+        };
+        let root = format!("{root}.");
+        if !self.registry().knows_object(&root) {
+            return Err(DmError::NotSupported { path: text });
+        }
+        let mut cursors = vec![Cursor {
+            path: root.clone(),
+            supported: root.clone(),
+            table: false,
+        }];
+        // The supported path reached so far, kept even when nothing matched so that names
+        // after an empty search are still checked (R-GET.0: unsupported → 7026).
+        let mut template = Some((root, false));
+        let mut search = false;
+        for segment in segments {
+            if let Some((supported, table)) = &template {
+                template = match segment {
+                    Segment::Follow(_) => None,
+                    other => Some(self.step_supported(supported, *table, other, &text)?),
+                };
+            }
+            let (next, was_search) =
+                step(self, &cursors, segment, &text, search, keys_as_search).await?;
+            search |= was_search;
+            cursors = next;
+        }
+        let leaf = path.leaf.clone();
+        if let Some((supported, table)) = &template {
+            self.check_leaf(supported, *table, &leaf, &text)?;
+        }
+        let mut objects: Vec<ResolvedObject> = Vec::with_capacity(cursors.len());
+        let mut seen = std::collections::HashSet::new();
+        for cursor in cursors {
+            self.check_leaf(&cursor.supported, cursor.table, &leaf, &text)?;
+            if seen.insert(cursor.path.clone()) {
+                objects.push(ResolvedObject {
+                    path: cursor.path,
+                    supported: cursor.supported,
+                    table: cursor.table,
+                });
+            }
+        }
+        Ok(Resolution {
+            objects,
+            leaf,
+            search,
+        })
+    }
+
+    /// The supported path after one segment; fails when the schema has no such object.
+    fn step_supported(
+        &self,
+        supported: &str,
+        table: bool,
+        segment: &Segment,
+        text: &str,
+    ) -> Result<(String, bool), DmError> {
+        let unsupported = || DmError::NotSupported {
+            path: text.to_string(),
+        };
+        match segment {
+            Segment::Name(name) => {
+                if table {
+                    return Err(unsupported());
+                }
+                let object = format!("{supported}{name}.");
+                if self.registry().knows_object(&object) {
+                    return Ok((object, false));
+                }
+                let table_path = format!("{object}{{i}}.");
+                if self.registry().object(&table_path).is_some() {
+                    return Ok((table_path, true));
+                }
+                Err(unsupported())
+            }
+            Segment::Instance(_)
+            | Segment::Wildcard
+            | Segment::Search(_)
+            | Segment::Placeholder => {
+                if table {
+                    Ok((supported.to_string(), false))
+                } else {
+                    Err(unsupported())
+                }
+            }
+            Segment::Follow(_) => Err(unsupported()),
+        }
+    }
+
+    fn check_leaf(
+        &self,
+        supported: &str,
+        table: bool,
+        leaf: &Leaf,
+        text: &str,
+    ) -> Result<(), DmError> {
+        if matches!(leaf, Leaf::Object) {
+            return Ok(());
+        }
+        let object = if table {
+            None
+        } else {
+            self.registry().object(supported)
+        };
+        let found = match leaf {
+            Leaf::Object => true,
+            Leaf::Param(name) => object.is_some_and(|o| o.param(name).is_some()),
+            Leaf::Command(name) => object.is_some_and(|o| o.command(name).is_some()),
+            Leaf::Event(name) => object.is_some_and(|o| o.event(name).is_some()),
+        };
+        if found {
+            Ok(())
+        } else if matches!(leaf, Leaf::Param(_)) {
+            Err(DmError::UnknownParam {
+                path: text.to_string(),
+            })
+        } else {
+            Err(DmError::NotSupported {
+                path: text.to_string(),
+            })
         }
     }
 }

@@ -8,14 +8,21 @@
 //! 7019, non-deletable instance. A Set may not change a non-functional unique key (R-KEY.1), and
 //! a Delete releases the strong references to the deleted instance (R-ARC.12, see
 //! [`DmTransaction::delete`]).
+//!
+//! This module owns Controller writes: the checks ([`DataModel::check_write`],
+//! [`DataModel::check_value`], [`DataModel::check_reference`]) and [`DataModel::begin`] are
+//! defined here, on top of [`crate::model`], which does not depend on this module.
 
 use std::collections::BTreeMap;
+
+use usp_codec::path::Path;
 
 use crate::error::DmError;
 use crate::model::{DataModel, ResolvedObject};
 use crate::provider::{Change, ParamValues, Transaction};
 use crate::registry::ProviderId;
 use crate::schema::ParamAccess;
+use crate::value::ValueError;
 
 /// A transaction across providers. See the module docs.
 pub struct DmTransaction<'a> {
@@ -367,6 +374,115 @@ impl<'a> DmTransaction<'a> {
             out.push(change);
         }
         Ok(out)
+    }
+}
+
+impl DataModel {
+    /// Validates one value a Controller writes (R-ENC.6; before any provider is called):
+    /// 7010 unknown, 7013 not writable, 7011/7012 bad value. Returns the canonical value.
+    /// Write-once parameters pass here; [`DmTransaction::set`] checks they are still unset.
+    pub fn check_write(
+        &self,
+        object: &ResolvedObject,
+        relative: &str,
+        value: &str,
+    ) -> Result<String, DmError> {
+        let path = format!("{}{relative}", object.path);
+        let Some((_, def)) = self.param_def(object, relative) else {
+            return Err(DmError::UnknownParam { path });
+        };
+        if def.access == ParamAccess::ReadOnly {
+            return Err(DmError::ReadOnly { path });
+        }
+        // The TR-181 Alias data type (digest §3.3): a Controller's value must be non-empty and
+        // start with a letter. Checked for Controller writes only: the Agent's own `cpe-N`
+        // values satisfy it by construction.
+        if def.is_alias()
+            && !value
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+        {
+            return Err(DmError::Value {
+                path,
+                source: ValueError::BadAlias {
+                    value: value.to_string(),
+                },
+            });
+        }
+        self.check_value(object, relative, value)
+    }
+
+    /// Validates a value against the parameter's type and facets only (no access rule): what
+    /// the engine checks for every value it hands to a provider, including values the agent
+    /// fills in itself. Returns the canonical value.
+    pub fn check_value(
+        &self,
+        object: &ResolvedObject,
+        relative: &str,
+        value: &str,
+    ) -> Result<String, DmError> {
+        let path = format!("{}{relative}", object.path);
+        let Some((_, def)) = self.param_def(object, relative) else {
+            return Err(DmError::UnknownParam { path });
+        };
+        def.check(value)
+            .map_err(|source| DmError::Value { path, source })
+    }
+
+    /// R-ARC.12: a strong reference must point at an existing object (inside the
+    /// parameter's target parents, when it names any); weak references are not checked.
+    /// References may use unique-key addressing (R-ARC.11) but are stored and reported with
+    /// instance numbers, so the canonical value (without trailing dots) is returned.
+    pub async fn check_reference(
+        &self,
+        object: &ResolvedObject,
+        relative: &str,
+        value: &str,
+    ) -> Result<String, DmError> {
+        let Some((_, def)) = self.param_def(object, relative) else {
+            return Ok(value.to_string());
+        };
+        let Some(reference) = def.reference.as_ref().filter(|reference| reference.strong) else {
+            return Ok(value.to_string());
+        };
+        let mut canonical = Vec::new();
+        for item in value
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let target = format!("{}.", item.trim_end_matches('.'));
+            let found = match Path::parse(&target) {
+                Ok(path) => match Box::pin(self.resolve(&path)).await {
+                    Ok(resolution) => resolution.objects.into_iter().find(|found| {
+                        !found.table
+                            && (reference.target_parents.is_empty()
+                                || reference
+                                    .target_parents
+                                    .iter()
+                                    .any(|parent| found.supported.starts_with(parent.as_str())))
+                    }),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            let Some(found) = found else {
+                return Err(DmError::Value {
+                    path: format!("{}{relative}", object.path),
+                    source: crate::value::ValueError::NoSuchTarget {
+                        value: item.to_string(),
+                    },
+                });
+            };
+            canonical.push(found.path.trim_end_matches('.').to_string());
+        }
+        Ok(canonical.join(","))
+    }
+
+    /// Starts a transaction for Set/Add/Delete across providers.
+    pub fn begin(&self) -> DmTransaction<'_> {
+        DmTransaction::new(self)
     }
 }
 

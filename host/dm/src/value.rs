@@ -1,7 +1,7 @@
 //! TR-106 value types. Values travel as their TR-106 string forms (R-ENC.6) everywhere in the
-//! engine; this module owns the types and checks a string against a type and its facets.
-
-use crate::schema::{Constraints, ParamDef};
+//! engine; this module owns the types, the facets that restrict them ([`Constraints`], also
+//! reachable as `schema::Constraints`), and checks a string against a type and its facets. It
+//! depends on no other module of the crate: `schema` builds on it.
 
 /// A TR-106 base type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -64,6 +64,39 @@ impl ValueType {
     }
 }
 
+/// An inclusive numeric range facet. Bounds are kept as the TR-106 text so that integer,
+/// unsigned and decimal ranges share one representation; `None` means unbounded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Range {
+    /// Smallest allowed value.
+    pub min: Option<String>,
+    /// Largest allowed value.
+    pub max: Option<String>,
+}
+
+/// Facets that restrict a parameter's or argument's values.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Constraints {
+    /// Allowed values (empty = any). For lists, each item must be one of these.
+    pub enumeration: Vec<String>,
+    /// Allowed numeric ranges (empty = any; a value must fall into one of them).
+    pub ranges: Vec<Range>,
+    /// Minimum length in characters (for strings) or bytes (base64/hexBinary).
+    pub min_length: Option<u32>,
+    /// Maximum length in characters (for strings) or bytes (base64/hexBinary).
+    pub max_length: Option<u32>,
+    /// `Some` when the value is a comma-separated list of items of the type.
+    pub list: Option<ListFacet>,
+}
+
+/// The list facet: the value is a comma-separated list.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ListFacet {
+    /// Maximum number of items, if bounded.
+    pub max_items: Option<u32>,
+    /// Maximum length of the whole list text, if bounded.
+    pub max_length: Option<u32>,
+}
 /// Why a value was refused. 7011 for [`ValueError::WrongType`], 7012 for the others.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValueError {
@@ -118,29 +151,6 @@ pub enum ValueError {
         /// Items allowed.
         max: u32,
     },
-}
-
-impl ParamDef {
-    /// Checks a value against the parameter's type and facets; returns its canonical form
-    /// (R-ENC.6: booleans become `true`/`false`, numbers lose `+` and leading zeros).
-    pub fn check(&self, value: &str) -> Result<String, ValueError> {
-        check(self.value_type, &self.constraints, value)
-    }
-
-    /// The value the parameter holds before anything sets it: the schema default, else
-    /// [`zero_value`]. A parameter without a value does not exist in USP, and an empty string
-    /// where a number, boolean or dateTime belongs breaks typed Controllers.
-    pub fn initial_value(&self) -> String {
-        match &self.default {
-            Some(default)
-                if self.constraints.list.is_some()
-                    || canonical(self.value_type, default).is_some() =>
-            {
-                default.clone()
-            }
-            _ => zero_value(self.value_type, &self.constraints),
-        }
-    }
 }
 
 /// The "nothing set yet" value of a type: `false`, `0`, the Unknown Time
@@ -417,7 +427,6 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::{ListFacet, Range};
 
     #[test]
     fn booleans_accept_digits_and_canonicalise() {
@@ -547,16 +556,6 @@ mod tests {
             ..Constraints::default()
         };
         assert_eq!(zero_value(ValueType::UnsignedInt, &list), "");
-    }
-
-    #[test]
-    fn initial_value_is_the_default_or_the_zero_of_the_type() {
-        let port = ParamDef::new("Port", ValueType::UnsignedInt);
-        assert_eq!(port.initial_value(), "0");
-        let with_default = ParamDef::new("Port", ValueType::UnsignedInt).default_value("8443");
-        assert_eq!(with_default.initial_value(), "8443");
-        let broken_default = ParamDef::new("Enable", ValueType::Boolean).default_value("");
-        assert_eq!(broken_default.initial_value(), "false");
     }
 
     #[test]

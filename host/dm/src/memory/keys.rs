@@ -4,7 +4,8 @@
 //! refusal, R-ADD.5 generation).
 //!
 //! An index is kept for the committed store and one for each transaction's staged instances;
-//! the transaction combines the two (see `MemoryTransaction::holder` in the parent module).
+//! the transaction combines the two (see `MemoryTransaction::holder` in the sibling `transaction`
+//! module).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
