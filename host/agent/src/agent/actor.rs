@@ -32,7 +32,7 @@ use super::routing::{self, Links, Route};
 use crate::boot::{self, BootCause};
 use crate::builtin::certificate::Certificates;
 use crate::builtin::device::DeviceAction;
-use crate::builtin::mtp_tables;
+use crate::builtin::mtp;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
 use crate::notify::{DeviceIdentity, Notifier, Outbound};
@@ -148,9 +148,7 @@ impl Actor {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        self.mtp_changed |= changes
-            .iter()
-            .any(|change| mtp_tables::touches(change.path()));
+        self.mtp_changed |= changes.iter().any(|change| mtp::touches(change.path()));
         self.controllers_changed |= changes
             .iter()
             .any(|change| routing::touches_controller_topics(change.path()));
@@ -173,11 +171,11 @@ impl Actor {
             }
             MtpEvent::Up { mtp, info } => {
                 tracing::info!(%mtp, ?info, "MTP up");
-                mtp_tables::show_link(&self.tables, &mtp, Some(&info)).await;
+                mtp::show_link(&self.tables, &mtp, Some(&info)).await;
             }
             MtpEvent::Down { mtp, reason } => {
                 tracing::warn!(%mtp, %reason, "MTP down");
-                mtp_tables::show_link(&self.tables, &mtp, None).await;
+                mtp::show_link(&self.tables, &mtp, None).await;
             }
             MtpEvent::PeerConnected { mtp, endpoint_id } => {
                 tracing::info!(%mtp, peer = %endpoint_id, "peer connected");
@@ -331,9 +329,9 @@ impl Actor {
         }
     }
 
-    /// Restarts the MTPs whose rows changed (see `builtin::mtp_tables`).
+    /// Restarts the MTPs whose rows changed (see `builtin::mtp`).
     async fn reconfigure_mtps(&mut self) {
-        let running = mtp_tables::settings(&self.tables, &self.config.mtp).await;
+        let running = mtp::settings(&self.tables, &self.config.mtp).await;
         tracing::info!(
             mtps = running.len(),
             "MTP configuration changed; applying it"

@@ -32,7 +32,7 @@ use crate::builtin::device_info::DeviceInfoProvider;
 use crate::builtin::local_agent::{
     self, CONTROLLER_TABLE, LocalAgentProvider, LocalAgentTables, SUBSCRIPTION_TABLE,
 };
-use crate::builtin::mtp_tables::{self, MtpParents};
+use crate::builtin::mtp::{self, MtpParents};
 use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::{Config, EndpointIdSource};
 use crate::control::server::{ControlError, ControlServer};
@@ -131,13 +131,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         initial.boot_cause.as_ref().map(|file| file.value.as_str()),
     )?;
     // The file's [[mtp]] tables go into the MTP rows when they changed (or the rows are new);
-    // otherwise the rows, as Controllers left them, rule (see builtin::mtp_tables).
+    // otherwise the rows, as Controllers left them, rule (see builtin::mtp).
     let file_mtps = serde_json::to_string(&config.mtp).unwrap_or_default();
     if fresh || store.meta(boot::meta::MTP_SEED)?.as_deref() != Some(file_mtps.as_str()) {
-        mtp_tables::seed(&tables, &config.mtp).await;
+        mtp::seed(&tables, &config.mtp).await;
         store.set_meta(boot::meta::MTP_SEED, Some(&file_mtps))?;
     }
-    mtp_tables::forget_links(&tables).await;
+    mtp::forget_links(&tables).await;
     drop_non_persistent_subscriptions(&tables).await;
     let (certificates, unusable) = Certificates::load(&config.controller_certificate_files());
     for error in unusable {
@@ -178,7 +178,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     device.announce_boot(&cause.command_key, &cause.cause, &cause.reason);
 
     let (mtp_tx, mtp) = mpsc::channel(256);
-    let running = mtp_tables::settings(&tables, &config.mtp).await;
+    let running = mtp::settings(&tables, &config.mtp).await;
     let links = routing::Links::new(&running);
     // Filled before the MTPs start, so their first MQTTConnect Records reach the Controllers
     // the factory-reset file or a Controller configured.

@@ -8,9 +8,11 @@
 //!   [`MemoryProvider`], served with their commands;
 //! - [`certificate`]: the trusted certificates behind `Device.LocalAgent.Certificate.{i}`,
 //!   their fingerprints, and the lookup `ControllerTrust.Credential.{i}` needs;
-//! - [`mtp_tables`]: the MTP configuration as data (`Device.MQTT.Client.{i}`,
-//!   `Device.STOMP.Connection.{i}`, `Device.UnixDomainSockets.UnixDomainSocket.{i}`, stored with
-//!   the LocalAgent tables) and how it becomes the MTPs that run.
+//! - [`mtp`]: the MTP configuration as data (`Device.LocalAgent.MTP.{i}`,
+//!   `Device.MQTT.Client.{i}`, `Device.STOMP.Connection.{i}`,
+//!   `Device.UnixDomainSockets.UnixDomainSocket.{i}`, stored with the LocalAgent tables): their
+//!   schema, the config file seeded into them, the settings read back from them for the MTPs
+//!   that run, and their live `Status` values.
 //!
 //! Schemas come from the generated TR-181 model (`usp_dm::tr181`), trimmed to what is served:
 //! GetSupportedDM never advertises a parameter or command the agent does not implement.
@@ -19,7 +21,7 @@ pub mod certificate;
 pub mod device;
 pub mod device_info;
 pub mod local_agent;
-pub mod mtp_tables;
+pub mod mtp;
 
 use std::collections::BTreeSet;
 
