@@ -7,7 +7,7 @@
 //! what is not for us and builds the Error answers R-MTP.5 allows; a Msg from an endpoint that
 //! is not an enabled `Device.LocalAgent.Controller.{i}` is dropped with a log line unless its
 //! certificate or its MTP grants it a role, or `ControllerTrust.UntrustedRole` names a role to
-//! serve it under (empty by default, see `rbac::controller_trust`), or the config's
+//! serve it under (empty by default, see `builtin::controller_trust`), or the config's
 //! `serve_untrusted` asks for it.
 //! A sender's roles are worked out in one place, `Actor::context`. The handlers' committed
 //! writes are written to SQLite in one transaction before the response leaves.
@@ -31,12 +31,13 @@ use super::hooks::Hooks;
 use super::routing::{self, Links, Route};
 use crate::boot::{self, BootCause};
 use crate::builtin::certificate::Certificates;
+use crate::builtin::controller_trust::{ORIGINATOR, TrustHandle};
 use crate::builtin::device::DeviceAction;
 use crate::builtin::mtp;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
 use crate::notify::{DeviceIdentity, Notifier, Outbound};
-use crate::rbac::{CertificateRoles, ORIGINATOR, TrustHandle, access_for};
+use crate::rbac::{CertificateRoles, access_for};
 use crate::store::Store;
 
 /// Where a Record came from, and how its answer goes back.

@@ -27,6 +27,7 @@ use usp_mtp::{ControllerDirectory, MtpSettings, Mtps};
 
 use crate::boot::{self, BootError};
 use crate::builtin::certificate::{self, Certificates};
+use crate::builtin::controller_trust::{CONTROLLER_TRUST, ControllerTrustProvider};
 use crate::builtin::device::DeviceProvider;
 use crate::builtin::device_info::DeviceInfoProvider;
 use crate::builtin::local_agent::{
@@ -37,8 +38,7 @@ use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::{Config, EndpointIdSource};
 use crate::control::server::{ControlError, ControlServer};
 use crate::notify::Notifier;
-use crate::rbac::controller_trust::CONTROLLER_TRUST;
-use crate::rbac::{CertificateRoles, ControllerTrustProvider};
+use crate::rbac::CertificateRoles;
 use crate::store::{Store, StoreError};
 
 use actor::{Actor, Inputs};

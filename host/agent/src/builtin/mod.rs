@@ -8,6 +8,9 @@
 //!   [`MemoryProvider`], served with their commands;
 //! - [`certificate`]: the trusted certificates behind `Device.LocalAgent.Certificate.{i}`,
 //!   their fingerprints, and the lookup `ControllerTrust.Credential.{i}` needs;
+//! - [`controller_trust`]: `Device.LocalAgent.ControllerTrust.` (roles, permissions,
+//!   credentials, challenges) and the [`usp_rbac::Trust`] it publishes for
+//!   [`crate::rbac`];
 //! - [`mtp`]: the MTP configuration as data (`Device.LocalAgent.MTP.{i}`,
 //!   `Device.MQTT.Client.{i}`, `Device.STOMP.Connection.{i}`,
 //!   `Device.UnixDomainSockets.UnixDomainSocket.{i}`, stored with the LocalAgent tables): their
@@ -18,6 +21,7 @@
 //! GetSupportedDM never advertises a parameter or command the agent does not implement.
 
 pub mod certificate;
+pub mod controller_trust;
 pub mod device;
 pub mod device_info;
 pub mod local_agent;

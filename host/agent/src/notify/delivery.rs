@@ -15,8 +15,9 @@ use super::matching::param_is_secured;
 use super::retry::RetryPolicy;
 use super::subscription::Subscription;
 use super::{Notifier, Outbound, TriggerWrite};
+use crate::builtin::controller_trust::split_list;
 use crate::messages::notify::{self as build, Envelope};
-use crate::rbac::{access_for, split_list};
+use crate::rbac::access_for;
 
 /// What the Recipient is allowed, and how to retry towards it; built once per batch.
 pub(super) struct Recipient {

@@ -51,8 +51,8 @@ use std::time::{Instant, SystemTime};
 use usp_codec::usp_proto::usp;
 use usp_dm::{DataModel, MemoryProvider, Provider};
 
+use crate::builtin::controller_trust::TrustHandle;
 use crate::builtin::local_agent::SUBSCRIPTION_TABLE;
-use crate::rbac::TrustHandle;
 use crate::store::StoredNotify;
 use pending::Pending;
 use subscription::SubscriptionIndex;

@@ -13,9 +13,9 @@ use usp_codec::usp_proto::usp::request::ReqType;
 use usp_dm::{Args, Change, ChangeSink, CommitHook, DmError, ParamValues, Snapshot};
 
 use super::*;
+use crate::builtin::controller_trust::ControllerTrustProvider;
 use crate::builtin::local_agent::{self, CONTROLLER_TABLE};
 use crate::messages::notify::{self as build, Envelope};
-use crate::rbac::ControllerTrustProvider;
 
 const FULL: &str = "Device.LocalAgent.ControllerTrust.Role.1";
 const RECIPIENT: &str = "Device.LocalAgent.Controller.1";
