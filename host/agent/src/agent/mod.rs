@@ -26,6 +26,7 @@ use usp_dm::{CommitHook, DataModel, DmError, MemoryProvider, Provider, StoredCha
 use usp_mtp::{ControllerDirectory, MtpSettings, Mtps};
 
 use crate::boot::{self, BootError};
+use crate::builtin::ReadOnly;
 use crate::builtin::certificate::{self, Certificates};
 use crate::builtin::controller_trust::{CONTROLLER_TRUST, ControllerTrustProvider};
 use crate::builtin::device::DeviceProvider;
@@ -153,23 +154,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     let (actions_tx, actions) = mpsc::unbounded_channel();
     let device = Arc::new(DeviceProvider::new(actions_tx.clone())?);
     dm.register(Arc::clone(&device) as Arc<dyn Provider>)?;
-    dm.register(Arc::new(DeviceInfoProvider::new(
+    dm.register(Arc::new(ReadOnly(DeviceInfoProvider::new(
         config.device_info.clone(),
         started,
-    )?))?;
-    dm.register(Arc::new(LocalAgentProvider::new(
+    )?)))?;
+    dm.register(Arc::new(ReadOnly(LocalAgentProvider::new(
         endpoint_id.clone(),
         config.device_info.software_version.clone(),
         SUPPORTED_PROTOCOLS.to_string(),
         started,
         tables.clone(),
-    )?))?;
+    )?)))?;
     dm.register(Arc::new(LocalAgentTables::new(
         tables.clone(),
         actions_tx,
         certificates.clone(),
     )))?;
-    dm.register(Arc::new(MtpParents::new(tables.clone())?))?;
+    dm.register(Arc::new(ReadOnly(MtpParents::new(tables.clone())?)))?;
     let trust = controller_trust.trust();
     dm.register(Arc::new(controller_trust))?;
     // The plugin host runs the providers registered above; it lives until `run` returns.

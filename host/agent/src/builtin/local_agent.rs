@@ -21,7 +21,7 @@ use usp_dm::{
 use super::certificate::{self, CERTIFICATE_ROW, CERTIFICATE_TABLE, Certificates};
 use super::device::DeviceAction;
 use super::mtp::{self, MTP_TABLE};
-use super::{BuiltinError, ReadOnlyTransaction, no_tables, standard_object, standard_subtree};
+use super::{BuiltinError, ReadOnlyObjects, standard_object, standard_subtree};
 
 const OBJECT: &str = "Device.LocalAgent.";
 
@@ -261,17 +261,13 @@ impl LocalAgentProvider {
 }
 
 #[async_trait]
-impl Provider for LocalAgentProvider {
+impl ReadOnlyObjects for LocalAgentProvider {
     fn name(&self) -> &str {
         "builtin LocalAgent"
     }
 
     fn schema(&self) -> Arc<Schema> {
         Arc::clone(&self.schema)
-    }
-
-    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
-        Err(no_tables(table))
     }
 
     async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
@@ -311,19 +307,6 @@ impl Provider for LocalAgentProvider {
             });
         }
         answers
-    }
-
-    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
-        Ok(Box::new(ReadOnlyTransaction))
-    }
-
-    async fn operate(
-        &self,
-        command: &str,
-        _command_key: &str,
-        _input: Args,
-    ) -> Result<OperateOutcome, ProviderError> {
-        Err(super::no_command(command))
     }
 }
 

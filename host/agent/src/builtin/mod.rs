@@ -19,6 +19,12 @@
 //!
 //! Schemas come from the generated TR-181 model (`usp_dm::tr181`), trimmed to what is served:
 //! GetSupportedDM never advertises a parameter or command the agent does not implement.
+//!
+//! Shared here: building those schemas (`standard_object`, `standard_subtree`), answering
+//! gets of computed values (`answer_get`), and the refusals of read-only objects: a provider
+//! of single-instance read-only objects implements [`ReadOnlyObjects`] and is registered as
+//! [`ReadOnly`], which refuses tables, writes (`ReadOnlyTransaction`) and commands for all of
+//! them alike.
 
 pub mod certificate;
 pub mod controller_trust;
@@ -28,11 +34,13 @@ pub mod local_agent;
 pub mod mtp;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use usp_codec::UspErrorCode;
 use usp_dm::{
-    GetRequest, GetResponse, ObjectDef, ParamValues, ProviderError, Schema, Transaction,
+    Args, GetRequest, GetResponse, ObjectDef, OperateOutcome, ParamValues, Provider, ProviderError,
+    Schema, Transaction,
     tr181::{self, Tr181Error},
 };
 
@@ -149,6 +157,57 @@ pub(crate) fn answer_get(
             Ok(values)
         })
         .collect()
+}
+
+/// A built-in provider whose objects are all single-instance and read-only: it names itself,
+/// gives its schema and answers gets; wrapped in [`ReadOnly`], it is a [`Provider`] that refuses
+/// everything else the same way as the others.
+#[async_trait]
+pub trait ReadOnlyObjects: Send + Sync {
+    /// See [`Provider::name`].
+    fn name(&self) -> &str;
+
+    /// See [`Provider::schema`].
+    fn schema(&self) -> Arc<Schema>;
+
+    /// See [`Provider::get`].
+    async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse>;
+}
+
+/// [`ReadOnlyObjects`] served as a [`Provider`]: no tables, no commands, and writes refused by
+/// `ReadOnlyTransaction`.
+pub struct ReadOnly<T>(pub T);
+
+#[async_trait]
+impl<T: ReadOnlyObjects> Provider for ReadOnly<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn schema(&self) -> Arc<Schema> {
+        self.0.schema()
+    }
+
+    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
+        Err(no_tables(table))
+    }
+
+    async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
+        self.0.get(requests).await
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
+        Ok(Box::new(ReadOnlyTransaction))
+    }
+
+    async fn operate(
+        &self,
+        command: &str,
+        _command_key: &str,
+        _input: Args,
+    ) -> Result<OperateOutcome, ProviderError> {
+        Err(no_command(command))
+    }
 }
 
 /// The transaction of providers whose objects are all read-only: the engine refuses writes

@@ -4,13 +4,10 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use usp_dm::{
-    Args, GetRequest, GetResponse, MemoryProvider, OperateOutcome, Provider, ProviderError, Schema,
-    Transaction,
-};
+use usp_dm::{GetRequest, GetResponse, MemoryProvider, Provider, Schema};
 
 use super::{MQTT_CLIENT_TABLE, STOMP_TABLE, UDS_TABLE};
-use crate::builtin::{BuiltinError, ReadOnlyTransaction, answer_get, no_tables, standard_object};
+use crate::builtin::{BuiltinError, ReadOnlyObjects, answer_get, standard_object};
 
 /// Serves `Device.MQTT.`, `Device.STOMP.` and `Device.UnixDomainSockets.` (their
 /// `*NumberOfEntries`) over the stored tables.
@@ -44,17 +41,13 @@ impl MtpParents {
 }
 
 #[async_trait]
-impl Provider for MtpParents {
+impl ReadOnlyObjects for MtpParents {
     fn name(&self) -> &str {
         "builtin MTP objects"
     }
 
     fn schema(&self) -> Arc<Schema> {
         Arc::clone(&self.schema)
-    }
-
-    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
-        Err(no_tables(table))
     }
 
     async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
@@ -69,18 +62,5 @@ impl Provider for MtpParents {
                 .find(|(o, c, _)| *o == object && *c == name)
                 .map(|(_, _, value)| value.clone())
         })
-    }
-
-    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
-        Ok(Box::new(ReadOnlyTransaction))
-    }
-
-    async fn operate(
-        &self,
-        command: &str,
-        _command_key: &str,
-        _input: Args,
-    ) -> Result<OperateOutcome, ProviderError> {
-        Err(crate::builtin::no_command(command))
     }
 }
