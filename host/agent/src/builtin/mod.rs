@@ -5,7 +5,7 @@
 //! - [`device_info`]: `Device.DeviceInfo.` basics, from the config;
 //! - [`local_agent`]: `Device.LocalAgent.` computed values, and the stored tables
 //!   (`Controller.{i}`, `MTP.{i}`, `Subscription.{i}`, `Certificate.{i}`, `Request.{i}`) in a
-//!   [`MemoryProvider`], served with their commands;
+//!   [`MemoryProvider`](usp_dm::MemoryProvider), served with their commands;
 //! - [`certificate`]: the trusted certificates behind `Device.LocalAgent.Certificate.{i}`,
 //!   their fingerprints, and the lookup `ControllerTrust.Credential.{i}` needs;
 //! - [`controller_trust`]: `Device.LocalAgent.ControllerTrust.` (roles, permissions,

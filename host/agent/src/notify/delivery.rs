@@ -3,15 +3,15 @@
 //! may see, and its `TriggerConfigSettings` queued; `Boot!` carries each Recipient's
 //! `ParameterMap`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use usp_codec::path::Leaf;
-use usp_dm::{Args, DataModel, Provider, ProviderError, ReadRequest};
+use usp_dm::{DataModel, Provider, ReadRequest};
 use usp_rbac::{Access, ParamRead};
 
-use super::matching::param_is_secured;
+use super::matching::{Note, param_is_secured};
 use super::retry::RetryPolicy;
 use super::subscription::Subscription;
 use super::{Notifier, Outbound, TriggerWrite};
@@ -24,31 +24,6 @@ pub(super) struct Recipient {
     endpoint_id: String,
     pub(super) access: Access,
     policy: RetryPolicy,
-}
-
-/// What a matched subscription is told.
-pub(super) enum Note {
-    ValueChange {
-        path: String,
-        value: String,
-    },
-    Creation {
-        path: String,
-        keys: BTreeMap<String, String>,
-    },
-    Deletion {
-        path: String,
-    },
-    Event {
-        object: String,
-        name: String,
-        args: Args,
-    },
-    Complete {
-        command: String,
-        key: String,
-        result: Result<Args, ProviderError>,
-    },
 }
 
 /// A triggered subscription's settings that its Recipient may write (digest §8.2:

@@ -10,10 +10,34 @@ use usp_codec::path::{Leaf, Path};
 use usp_dm::{Args, Change, DataModel, ParamValues, ProviderError, ReadRequest, structural_match};
 use usp_rbac::ParamRead;
 
-use super::delivery::Note;
 use super::subscription::{NotifType, Subscription, supported};
 use super::{Notifier, Outbound, periodic, unix_now};
 use crate::builtin::local_agent::{CONTROLLER_TABLE, SUBSCRIPTION_TABLE};
+
+/// What a matched subscription is told.
+pub(super) enum Note {
+    ValueChange {
+        path: String,
+        value: String,
+    },
+    Creation {
+        path: String,
+        keys: BTreeMap<String, String>,
+    },
+    Deletion {
+        path: String,
+    },
+    Event {
+        object: String,
+        name: String,
+        args: Args,
+    },
+    Complete {
+        command: String,
+        key: String,
+        result: Result<Args, ProviderError>,
+    },
+}
 
 /// The row (`…Subscription.3.`) a path under the Subscription table belongs to.
 fn subscription_row(path: &str) -> Option<String> {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use usp_dm::{Args, DataModel, structural_match};
 
-use super::delivery::Note;
+use super::matching::Note;
 use super::subscription::NotifType;
 use super::{Notifier, Outbound, periodic, unix_now};
 

@@ -40,7 +40,7 @@ async fn upsert(
 
 /// Writes the config file's MTPs into the tables (see the module docs). WebSocket client MTPs
 /// have no `LocalAgent.MTP.{i}` form and stay in the file only. A row that does not fit the
-/// data model is logged; [`settings`] then runs that MTP as the file says.
+/// data model is logged; [`settings`](fn@super::settings) then runs that MTP as the file says.
 pub async fn seed(tables: &MemoryProvider, mtps: &[MtpConfig]) {
     for mtp in mtps {
         if let Err(error) = seed_one(tables, mtp).await {
