@@ -10,6 +10,7 @@ use usp_rbac::{Challenge, Challenges, assigned_after_challenge};
 use super::{CHALLENGE_TABLE, ControllerTrustProvider, split_list};
 use crate::builtin::local_agent::CONTROLLER_TABLE;
 
+/// How long a challenge stays open when `RequestChallenge()` gives no `RequestExpiration`.
 const DEFAULT_REQUEST_EXPIRATION: Duration = Duration::from_secs(900);
 
 impl ControllerTrustProvider {

@@ -1,10 +1,9 @@
 //! The live `Status` values of the MTP rows, written from the MTP events (never stored).
 
-use usp_dm::MemoryProvider;
+use usp_dm::{MemoryProvider, Provider};
 use usp_mtp::LinkInfo;
 
 use super::{MTP_TABLE, row_by_alias};
-use usp_dm::Provider;
 
 /// Records an MTP event in the `Status` values of its rows: `up` with what was negotiated, or
 /// down.
