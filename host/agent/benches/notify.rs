@@ -18,9 +18,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use usp_agent::builtin::controller_trust::ControllerTrustProvider;
 use usp_agent::builtin::local_agent::{self, CONTROLLER_TABLE, SUBSCRIPTION_TABLE};
 use usp_agent::notify::Notifier;
-use usp_agent::rbac::ControllerTrustProvider;
 use usp_dm::{
     Change, ChangeSink, CommitHook, DataModel, MemoryProvider, ObjectAccess, ObjectDef,
     ParamAccess, ParamDef, Schema, Snapshot, ValueType,

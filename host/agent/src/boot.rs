@@ -393,10 +393,12 @@ mod tests {
     fn schema() -> Schema {
         let mut schema =
             (*usp_dm::Provider::schema(&local_agent::tables(Arc::new(|_| {})).unwrap())).clone();
-        for def in
-            crate::builtin::standard_subtree(crate::rbac::controller_trust::CONTROLLER_TRUST, &[])
-                .unwrap()
-                .objects()
+        for def in crate::builtin::standard_subtree(
+            crate::builtin::controller_trust::CONTROLLER_TRUST,
+            &[],
+        )
+        .unwrap()
+        .objects()
         {
             schema.insert(def.clone());
         }

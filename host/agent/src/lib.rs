@@ -4,13 +4,13 @@
 //! - [`agent`]: [`agent::run`], the wiring, and the data-model actor.
 //! - [`boot`]: start-up state: stored tables restored, or factory defaults applied; boot cause.
 //! - [`builtin`]: the agent's own objects (`Device.`, `DeviceInfo.`, `LocalAgent.`, its
-//!   trusted `Certificate.{i}`) as providers.
+//!   trusted `Certificate.{i}`, `ControllerTrust.`, the MTP tables) as providers.
 //! - [`control`]: the local control socket (framing shared with `uspctl`, the agent's server).
 //! - [`config`]: `agent.toml`, typed, with documented defaults and environment overrides.
 //! - [`factory_reset`]: the obuspa-compatible factory-reset text format (pure parser).
 //! - [`messages`]: the USP message handlers, one file per message; entry point [`messages::handle`].
 //! - [`notify`]: subscriptions and notifications (Notify, retries, Periodic!, Boot!).
-//! - [`rbac`]: the ControllerTrust object feeding `usp-rbac`, each message's access, and the
+//! - [`rbac`]: each message's access under the published ControllerTrust rules, and the
 //!   roles a TLS peer's certificate holds.
 //! - [`store`]: the SQLite store written once per committed message.
 

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use libfuzzer_sys::fuzz_target;
 use tokio::sync::mpsc;
+use usp_agent::builtin::ReadOnly;
 use usp_agent::builtin::device::DeviceProvider;
 use usp_agent::builtin::device_info::DeviceInfoProvider;
 use usp_agent::builtin::local_agent::{self, LocalAgentProvider};
@@ -28,11 +29,11 @@ fn data_model() -> DataModel {
     let (actions, _) = mpsc::unbounded_channel();
     let providers: Vec<Arc<dyn Provider>> = vec![
         Arc::new(DeviceProvider::new(actions).expect("Device.")),
-        Arc::new(
+        Arc::new(ReadOnly(
             DeviceInfoProvider::new(DeviceInfoConfig::default(), Instant::now())
                 .expect("DeviceInfo."),
-        ),
-        Arc::new(
+        )),
+        Arc::new(ReadOnly(
             LocalAgentProvider::new(
                 AGENT.to_string(),
                 "0.0.0".to_string(),
@@ -41,7 +42,7 @@ fn data_model() -> DataModel {
                 tables.clone(),
             )
             .expect("LocalAgent."),
-        ),
+        )),
         Arc::new(tables),
     ];
     for provider in providers {

@@ -4,9 +4,9 @@
 use usp_dm::MemoryProvider;
 use usp_rbac::{Access, ParamRead};
 
+use crate::builtin::controller_trust::split_list;
 use crate::builtin::local_agent::CONTROLLER_TABLE;
 use crate::messages::{AccessCheck, Role};
-use crate::rbac::split_list;
 
 /// The message handlers' access questions answered by `usp-rbac`.
 pub(crate) struct RbacAccess(pub Access);

@@ -7,7 +7,7 @@
 //! what is not for us and builds the Error answers R-MTP.5 allows; a Msg from an endpoint that
 //! is not an enabled `Device.LocalAgent.Controller.{i}` is dropped with a log line unless its
 //! certificate or its MTP grants it a role, or `ControllerTrust.UntrustedRole` names a role to
-//! serve it under (empty by default, see `rbac::controller_trust`), or the config's
+//! serve it under (empty by default, see `builtin::controller_trust`), or the config's
 //! `serve_untrusted` asks for it.
 //! A sender's roles are worked out in one place, `Actor::context`. The handlers' committed
 //! writes are written to SQLite in one transaction before the response leaves.
@@ -31,12 +31,13 @@ use super::hooks::Hooks;
 use super::routing::{self, Links, Route};
 use crate::boot::{self, BootCause};
 use crate::builtin::certificate::Certificates;
+use crate::builtin::controller_trust::{ORIGINATOR, TrustHandle};
 use crate::builtin::device::DeviceAction;
-use crate::builtin::mtp_tables;
+use crate::builtin::mtp;
 use crate::config::Config;
 use crate::messages::{self, AllowAll, RequestContext, Role};
 use crate::notify::{DeviceIdentity, Notifier, Outbound};
-use crate::rbac::{CertificateRoles, ORIGINATOR, TrustHandle, access_for};
+use crate::rbac::{CertificateRoles, access_for};
 use crate::store::Store;
 
 /// Where a Record came from, and how its answer goes back.
@@ -148,9 +149,7 @@ impl Actor {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        self.mtp_changed |= changes
-            .iter()
-            .any(|change| mtp_tables::touches(change.path()));
+        self.mtp_changed |= changes.iter().any(|change| mtp::touches(change.path()));
         self.controllers_changed |= changes
             .iter()
             .any(|change| routing::touches_controller_topics(change.path()));
@@ -173,11 +172,11 @@ impl Actor {
             }
             MtpEvent::Up { mtp, info } => {
                 tracing::info!(%mtp, ?info, "MTP up");
-                mtp_tables::show_link(&self.tables, &mtp, Some(&info)).await;
+                mtp::show_link(&self.tables, &mtp, Some(&info)).await;
             }
             MtpEvent::Down { mtp, reason } => {
                 tracing::warn!(%mtp, %reason, "MTP down");
-                mtp_tables::show_link(&self.tables, &mtp, None).await;
+                mtp::show_link(&self.tables, &mtp, None).await;
             }
             MtpEvent::PeerConnected { mtp, endpoint_id } => {
                 tracing::info!(%mtp, peer = %endpoint_id, "peer connected");
@@ -331,9 +330,9 @@ impl Actor {
         }
     }
 
-    /// Restarts the MTPs whose rows changed (see `builtin::mtp_tables`).
+    /// Restarts the MTPs whose rows changed (see `builtin::mtp`).
     async fn reconfigure_mtps(&mut self) {
-        let running = mtp_tables::settings(&self.tables, &self.config.mtp).await;
+        let running = mtp::settings(&self.tables, &self.config.mtp).await;
         tracing::info!(
             mtps = running.len(),
             "MTP configuration changed; applying it"

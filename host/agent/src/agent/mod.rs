@@ -26,19 +26,20 @@ use usp_dm::{CommitHook, DataModel, DmError, MemoryProvider, Provider, StoredCha
 use usp_mtp::{ControllerDirectory, MtpSettings, Mtps};
 
 use crate::boot::{self, BootError};
+use crate::builtin::ReadOnly;
 use crate::builtin::certificate::{self, Certificates};
+use crate::builtin::controller_trust::{CONTROLLER_TRUST, ControllerTrustProvider};
 use crate::builtin::device::DeviceProvider;
 use crate::builtin::device_info::DeviceInfoProvider;
 use crate::builtin::local_agent::{
     self, CONTROLLER_TABLE, LocalAgentProvider, LocalAgentTables, SUBSCRIPTION_TABLE,
 };
-use crate::builtin::mtp_tables::{self, MtpParents};
+use crate::builtin::mtp::{self, MtpParents};
 use crate::builtin::{BuiltinError, standard_subtree};
 use crate::config::{Config, EndpointIdSource};
 use crate::control::server::{ControlError, ControlServer};
 use crate::notify::Notifier;
-use crate::rbac::controller_trust::CONTROLLER_TRUST;
-use crate::rbac::{CertificateRoles, ControllerTrustProvider};
+use crate::rbac::CertificateRoles;
 use crate::store::{Store, StoreError};
 
 use actor::{Actor, Inputs};
@@ -131,13 +132,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
         initial.boot_cause.as_ref().map(|file| file.value.as_str()),
     )?;
     // The file's [[mtp]] tables go into the MTP rows when they changed (or the rows are new);
-    // otherwise the rows, as Controllers left them, rule (see builtin::mtp_tables).
+    // otherwise the rows, as Controllers left them, rule (see builtin::mtp).
     let file_mtps = serde_json::to_string(&config.mtp).unwrap_or_default();
     if fresh || store.meta(boot::meta::MTP_SEED)?.as_deref() != Some(file_mtps.as_str()) {
-        mtp_tables::seed(&tables, &config.mtp).await;
+        mtp::seed(&tables, &config.mtp).await;
         store.set_meta(boot::meta::MTP_SEED, Some(&file_mtps))?;
     }
-    mtp_tables::forget_links(&tables).await;
+    mtp::forget_links(&tables).await;
     drop_non_persistent_subscriptions(&tables).await;
     let (certificates, unusable) = Certificates::load(&config.controller_certificate_files());
     for error in unusable {
@@ -153,23 +154,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     let (actions_tx, actions) = mpsc::unbounded_channel();
     let device = Arc::new(DeviceProvider::new(actions_tx.clone())?);
     dm.register(Arc::clone(&device) as Arc<dyn Provider>)?;
-    dm.register(Arc::new(DeviceInfoProvider::new(
+    dm.register(Arc::new(ReadOnly(DeviceInfoProvider::new(
         config.device_info.clone(),
         started,
-    )?))?;
-    dm.register(Arc::new(LocalAgentProvider::new(
+    )?)))?;
+    dm.register(Arc::new(ReadOnly(LocalAgentProvider::new(
         endpoint_id.clone(),
         config.device_info.software_version.clone(),
         SUPPORTED_PROTOCOLS.to_string(),
         started,
         tables.clone(),
-    )?))?;
+    )?)))?;
     dm.register(Arc::new(LocalAgentTables::new(
         tables.clone(),
         actions_tx,
         certificates.clone(),
     )))?;
-    dm.register(Arc::new(MtpParents::new(tables.clone())?))?;
+    dm.register(Arc::new(ReadOnly(MtpParents::new(tables.clone())?)))?;
     let trust = controller_trust.trust();
     dm.register(Arc::new(controller_trust))?;
     // The plugin host runs the providers registered above; it lives until `run` returns.
@@ -178,7 +179,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<E
     device.announce_boot(&cause.command_key, &cause.cause, &cause.reason);
 
     let (mtp_tx, mtp) = mpsc::channel(256);
-    let running = mtp_tables::settings(&tables, &config.mtp).await;
+    let running = mtp::settings(&tables, &config.mtp).await;
     let links = routing::Links::new(&running);
     // Filled before the MTPs start, so their first MQTTConnect Records reach the Controllers
     // the factory-reset file or a Controller configured.

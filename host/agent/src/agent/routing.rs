@@ -16,7 +16,8 @@ use usp_mtp::{
     ControllerTarget, MqttControllerRow, MtpConfig, MtpEvent, Protocol, ReplyPath, TransportConfig,
 };
 
-use crate::builtin::local_agent::{CONTROLLER_TABLE, MTP_TABLE};
+use crate::builtin::local_agent::CONTROLLER_TABLE;
+use crate::builtin::mtp::MTP_TABLE;
 
 /// One enabled `Controller.{i}.MTP.{j}` row, as far as routing needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use usp_dm::{
-    Args, GetRequest, GetResponse, OperateOutcome, Provider, ProviderError, Schema, Transaction,
-};
+use usp_dm::{GetRequest, GetResponse, Schema};
 
-use super::{BuiltinError, ReadOnlyTransaction, answer_get, no_tables, standard_object};
+use super::{BuiltinError, ReadOnlyObjects, answer_get, standard_object};
 use crate::config::DeviceInfoConfig;
 
 const OBJECT: &str = "Device.DeviceInfo.";
@@ -75,7 +73,7 @@ fn system_uptime() -> Option<u64> {
 }
 
 #[async_trait]
-impl Provider for DeviceInfoProvider {
+impl ReadOnlyObjects for DeviceInfoProvider {
     fn name(&self) -> &str {
         "builtin DeviceInfo"
     }
@@ -84,25 +82,8 @@ impl Provider for DeviceInfoProvider {
         Arc::clone(&self.schema)
     }
 
-    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
-        Err(no_tables(table))
-    }
-
     async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
         answer_get(&self.schema, requests, |_, name| self.value(name))
-    }
-
-    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
-        Ok(Box::new(ReadOnlyTransaction))
-    }
-
-    async fn operate(
-        &self,
-        command: &str,
-        _command_key: &str,
-        _input: Args,
-    ) -> Result<OperateOutcome, ProviderError> {
-        Err(super::no_command(command))
     }
 }
 

@@ -20,7 +20,8 @@ use usp_dm::{
 
 use super::certificate::{self, CERTIFICATE_ROW, CERTIFICATE_TABLE, Certificates};
 use super::device::DeviceAction;
-use super::{BuiltinError, ReadOnlyTransaction, no_tables, standard_object, standard_subtree};
+use super::mtp::{self, MTP_TABLE};
+use super::{BuiltinError, ReadOnlyObjects, standard_object, standard_subtree};
 
 const OBJECT: &str = "Device.LocalAgent.";
 
@@ -32,9 +33,6 @@ pub const CONTROLLER_TABLE: &str = "Device.LocalAgent.Controller.";
 
 /// The table of subscriptions.
 pub const SUBSCRIPTION_TABLE: &str = "Device.LocalAgent.Subscription.";
-
-/// The table of the agent's own MTPs.
-pub const MTP_TABLE: &str = "Device.LocalAgent.MTP.";
 
 const CONTROLLER_ROW: &str = "Device.LocalAgent.Controller.{i}.";
 const SEND_ON_BOARD_REQUEST: &str = "SendOnBoardRequest()";
@@ -71,13 +69,13 @@ pub fn tables(hook: CommitHook) -> Result<MemoryProvider, BuiltinError> {
             schema.insert(def);
         }
     }
-    for def in super::mtp_tables::schema()?.objects() {
+    for def in mtp::schema()?.objects() {
         schema.insert(def.clone());
     }
     let mut tables = MemoryProvider::new("builtin LocalAgent tables", schema)
         .with_commit_hook(hook)
         .with_volatile(REQUEST_TABLE);
-    for live in super::mtp_tables::LIVE_STATUS {
+    for live in mtp::LIVE_STATUS {
         tables = tables.with_volatile_param(*live);
     }
     Ok(tables)
@@ -263,17 +261,13 @@ impl LocalAgentProvider {
 }
 
 #[async_trait]
-impl Provider for LocalAgentProvider {
+impl ReadOnlyObjects for LocalAgentProvider {
     fn name(&self) -> &str {
         "builtin LocalAgent"
     }
 
     fn schema(&self) -> Arc<Schema> {
         Arc::clone(&self.schema)
-    }
-
-    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
-        Err(no_tables(table))
     }
 
     async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
@@ -313,19 +307,6 @@ impl Provider for LocalAgentProvider {
             });
         }
         answers
-    }
-
-    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
-        Ok(Box::new(ReadOnlyTransaction))
-    }
-
-    async fn operate(
-        &self,
-        command: &str,
-        _command_key: &str,
-        _input: Args,
-    ) -> Result<OperateOutcome, ProviderError> {
-        Err(super::no_command(command))
     }
 }
 

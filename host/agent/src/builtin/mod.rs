@@ -5,28 +5,42 @@
 //! - [`device_info`]: `Device.DeviceInfo.` basics, from the config;
 //! - [`local_agent`]: `Device.LocalAgent.` computed values, and the stored tables
 //!   (`Controller.{i}`, `MTP.{i}`, `Subscription.{i}`, `Certificate.{i}`, `Request.{i}`) in a
-//!   [`MemoryProvider`], served with their commands;
+//!   [`MemoryProvider`](usp_dm::MemoryProvider), served with their commands;
 //! - [`certificate`]: the trusted certificates behind `Device.LocalAgent.Certificate.{i}`,
 //!   their fingerprints, and the lookup `ControllerTrust.Credential.{i}` needs;
-//! - [`mtp_tables`]: the MTP configuration as data (`Device.MQTT.Client.{i}`,
-//!   `Device.STOMP.Connection.{i}`, `Device.UnixDomainSockets.UnixDomainSocket.{i}`, stored with
-//!   the LocalAgent tables) and how it becomes the MTPs that run.
+//! - [`controller_trust`]: `Device.LocalAgent.ControllerTrust.` (roles, permissions,
+//!   credentials, challenges) and the [`usp_rbac::Trust`] it publishes for
+//!   [`crate::rbac`];
+//! - [`mtp`]: the MTP configuration as data (`Device.LocalAgent.MTP.{i}`,
+//!   `Device.MQTT.Client.{i}`, `Device.STOMP.Connection.{i}`,
+//!   `Device.UnixDomainSockets.UnixDomainSocket.{i}`, stored with the LocalAgent tables): their
+//!   schema, the config file seeded into them, the settings read back from them for the MTPs
+//!   that run, and their live `Status` values.
 //!
 //! Schemas come from the generated TR-181 model (`usp_dm::tr181`), trimmed to what is served:
 //! GetSupportedDM never advertises a parameter or command the agent does not implement.
+//!
+//! Shared here: building those schemas (`standard_object`, `standard_subtree`), answering
+//! gets of computed values (`answer_get`), and the refusals of read-only objects: a provider
+//! of single-instance read-only objects implements [`ReadOnlyObjects`] and is registered as
+//! [`ReadOnly`], which refuses tables, writes (`ReadOnlyTransaction`) and commands for all of
+//! them alike.
 
 pub mod certificate;
+pub mod controller_trust;
 pub mod device;
 pub mod device_info;
 pub mod local_agent;
-pub mod mtp_tables;
+pub mod mtp;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use usp_codec::UspErrorCode;
 use usp_dm::{
-    GetRequest, GetResponse, ObjectDef, ParamValues, ProviderError, Schema, Transaction,
+    Args, GetRequest, GetResponse, ObjectDef, OperateOutcome, ParamValues, Provider, ProviderError,
+    Schema, Transaction,
     tr181::{self, Tr181Error},
 };
 
@@ -143,6 +157,57 @@ pub(crate) fn answer_get(
             Ok(values)
         })
         .collect()
+}
+
+/// A built-in provider whose objects are all single-instance and read-only: it names itself,
+/// gives its schema and answers gets; wrapped in [`ReadOnly`], it is a [`Provider`] that refuses
+/// everything else the same way as the others.
+#[async_trait]
+pub trait ReadOnlyObjects: Send + Sync {
+    /// See [`Provider::name`].
+    fn name(&self) -> &str;
+
+    /// See [`Provider::schema`].
+    fn schema(&self) -> Arc<Schema>;
+
+    /// See [`Provider::get`].
+    async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse>;
+}
+
+/// [`ReadOnlyObjects`] served as a [`Provider`]: no tables, no commands, and writes refused by
+/// `ReadOnlyTransaction`.
+pub struct ReadOnly<T>(pub T);
+
+#[async_trait]
+impl<T: ReadOnlyObjects> Provider for ReadOnly<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn schema(&self) -> Arc<Schema> {
+        self.0.schema()
+    }
+
+    async fn instances(&self, table: &str) -> Result<Vec<u32>, ProviderError> {
+        Err(no_tables(table))
+    }
+
+    async fn get(&self, requests: &[GetRequest]) -> Vec<GetResponse> {
+        self.0.get(requests).await
+    }
+
+    async fn begin(&self) -> Result<Box<dyn Transaction>, ProviderError> {
+        Ok(Box::new(ReadOnlyTransaction))
+    }
+
+    async fn operate(
+        &self,
+        command: &str,
+        _command_key: &str,
+        _input: Args,
+    ) -> Result<OperateOutcome, ProviderError> {
+        Err(no_command(command))
+    }
 }
 
 /// The transaction of providers whose objects are all read-only: the engine refuses writes

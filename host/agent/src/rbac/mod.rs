@@ -1,8 +1,8 @@
-//! Role-based access control in the agent: the ControllerTrust built-in object that feeds
-//! `usp-rbac`, and the per-message [`Access`] the message handlers ask.
+//! Role-based access control in the agent, per message: the [`Access`] the message handlers
+//! ask, and the roles a TLS peer holds. The rules themselves (roles, permissions, credentials,
+//! challenges) are the built-in object [`crate::builtin::controller_trust`], which publishes
+//! the [`usp_rbac::Trust`] used here.
 //!
-//! - [`controller_trust`]: `Device.LocalAgent.ControllerTrust.` (roles, permissions,
-//!   credentials, challenges) and the published [`usp_rbac::Trust`].
 //! - [`access_for`] (here): a Controller's [`Access`] for one message, with the instance data
 //!   its search-expression targets need.
 //! - [`certificate_roles`] (here): the roles a TLS peer's certificate chain holds through
@@ -11,8 +11,6 @@
 //! Plugins never see who is asking: the checks happen in the message handlers, before any
 //! provider is called.
 
-pub mod controller_trust;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,8 +18,6 @@ use usp_dm::{DataModel, MemoryProvider};
 use usp_rbac::{Access, ResolvedSearches, Trust, TrustedCertificate};
 
 use crate::builtin::certificate::{self, Certificates};
-
-pub use controller_trust::{ControllerTrustProvider, ORIGINATOR, TrustHandle, split_list};
 
 /// The access of a Controller holding `roles` (its `AssignedRole` and `InheritedRole`
 /// references), for one message: search-expression targets are resolved against the current
