@@ -1,9 +1,12 @@
-//! `uspctl`: talks USP to a running agent. Finds the agent through the same `agent.toml` the
+//! `uspctl`, the command line: talks USP to a running agent. Finds the agent through the same `agent.toml` the
 //! agent runs with (`--config`) or a control-socket path (`--socket`), or reaches it over a
 //! network MTP as a Controller (`--ws <url>`, `--mqtt <host:port>` or `--stomp <host:port>`
 //! with `--agent-id`), sends one request, prints
 //! the answer readably or as JSON (`--json`), and exits 1 when the answer holds a USP error
 //! (printed with its code and message), 2 when the agent could not be asked at all.
+//!
+//! The `uspctl` binary is [`main`]; [`run`] is the same program writing to given streams and
+//! returning the exit status, so a test harness can run it without the binary.
 //!
 //! Layout:
 //! - `transport`: the [`transport::Transport`] trait: the control socket and network MTPs.
@@ -18,14 +21,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use usp_agent::config::Config;
+use serde::Deserialize;
 use usp_proto::usp;
 
-use usp_mtp::controller::{Endpoint, MqttEndpoint, StompEndpoint, WsEndpoint};
-
-use crate::transport::{ControlSocket, Remote, Transport};
+use crate::client::{Endpoint, MqttEndpoint, StompEndpoint, WsEndpoint};
+use transport::{ControlSocket, Remote, Transport};
 
 /// Talk USP to a running usp-agent.
 #[derive(Parser)]
@@ -234,7 +240,8 @@ fn stomp_endpoint(broker: &str, remote: &RemoteArgs) -> anyhow::Result<StompEndp
     Ok(endpoint)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<bool> {
+/// Sends the request and renders the answer.
+async fn ask(cli: Cli) -> anyhow::Result<render::Rendered> {
     let msg_id = format!("uspctl-{}", std::process::id());
     let request = cli.command.to_msg(&msg_id)?;
     let timeout = Duration::from_secs(cli.timeout);
@@ -261,42 +268,110 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     } else {
         let socket = match (&target.config, &target.socket) {
             (_, Some(socket)) => socket.clone(),
-            (Some(config), None) => Config::load(config)
-                .with_context(|| format!("reading {}", config.display()))?
-                .control_socket(),
+            (Some(config), None) => control_socket_of(config)
+                .with_context(|| format!("reading {}", config.display()))?,
             (None, None) => anyhow::bail!("give --config <agent.toml> or --socket <path>"),
         };
         let mut local = ControlSocket::connect(&socket, &cli.controller_id).await?;
         local.exchange(&request, timeout).await?
     };
-    let rendered = render::render(&reply);
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(&rendered.json)?);
-    } else {
-        print!("{}", rendered.text);
-    }
-    eprint!("{}", rendered.errors);
-    Ok(!rendered.failed)
+    Ok(render::render(&reply))
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+/// The `[agent]` keys of an agent config file that place its control socket; the rest of the
+/// file is the agent's and is not read here.
+#[derive(Default, Deserialize)]
+struct AgentFile {
+    #[serde(default)]
+    agent: AgentSection,
+}
+
+/// `[agent] state_dir` and `[agent] control_socket`, as the agent reads them.
+#[derive(Deserialize)]
+#[serde(default)]
+struct AgentSection {
+    state_dir: PathBuf,
+    control_socket: Option<PathBuf>,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        AgentSection {
+            state_dir: PathBuf::from(usp_mtp::control::DEFAULT_STATE_DIR),
+            control_socket: None,
+        }
+    }
+}
+
+/// The control socket the agent running with `config` listens on.
+fn control_socket_of(config: &Path) -> anyhow::Result<PathBuf> {
+    let text = std::fs::read_to_string(config)?;
+    let file: AgentFile = toml::from_str(&text)?;
+    Ok(usp_mtp::control::socket_path(
+        &usp_mtp::control::config_base_dir(config),
+        &file.agent.state_dir,
+        file.agent.control_socket.as_deref(),
+    ))
+}
+
+/// Runs the parsed command line: prints the answer to `out`, USP errors and failures to `err`,
+/// and returns the exit status (0 answered, 1 USP error, 2 not asked).
+fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("uspctl: cannot start: {err}");
-            return ExitCode::from(2);
+        Err(error) => {
+            let _ = writeln!(err, "uspctl: cannot start: {error}");
+            return 2;
         }
     };
-    match runtime.block_on(run(cli)) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(err) => {
-            eprintln!("uspctl: {err:#}");
-            ExitCode::from(2)
+    let json = cli.json;
+    let printed = runtime.block_on(ask(cli)).and_then(|rendered| {
+        if json {
+            writeln!(out, "{}", serde_json::to_string_pretty(&rendered.json)?)?;
+        } else {
+            write!(out, "{}", rendered.text)?;
+        }
+        write!(err, "{}", rendered.errors)?;
+        Ok(!rendered.failed)
+    });
+    match printed {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(error) => {
+            let _ = writeln!(err, "uspctl: {error:#}");
+            2
         }
     }
+}
+
+/// uspctl on `args` (the first is the program name), writing what the binary prints to
+/// stdout and stderr into `out` and `err`; returns the exit status. A command line clap refuses
+/// (or `--help`, `--version`) is written as the binary would write it.
+pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => execute(cli, out, err),
+        Err(refused) => {
+            let text = refused.render();
+            let _ = if refused.use_stderr() {
+                write!(err, "{text}")
+            } else {
+                write!(out, "{text}")
+            };
+            u8::try_from(refused.exit_code()).unwrap_or(2)
+        }
+    }
+}
+
+/// The `uspctl` binary: the process's arguments, stdout and stderr.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let status = execute(cli, &mut std::io::stdout(), &mut std::io::stderr());
+    ExitCode::from(status)
 }

@@ -369,10 +369,10 @@ mod tests {
     //! order the test asks, which the real agent never does, so out-of-order matching is tested.
 
     use super::*;
-    use crate::{
+    use usp_codec::usp_proto::usp::{get_resp, notify::Notification};
+    use usp_mtp::{
         InboundRecord, MtpConfig, MtpEvent, MtpSettings, Mtps, TransportConfig, WsServerConfig,
     };
-    use usp_codec::usp_proto::usp::{get_resp, notify::Notification};
 
     const AGENT: &str = "proto::agent";
     const CONTROLLER: &str = "proto::controller";

@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ControllerError;
-use crate::config::StompConfig;
-use crate::stomp::frame::{self, Frame, Parsed};
-use crate::stomp::session::{Action, Session};
+use usp_mtp::config::StompConfig;
+use usp_mtp::stomp::frame::{self, Frame, Parsed};
+use usp_mtp::stomp::session::{Action, Session};
 
 /// How long TCP, CONNECTED and the SUBSCRIBE receipt may take together.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -332,7 +332,7 @@ impl Connection {
 )]
 mod tests {
     use super::*;
-    use crate::stomp::session::CONTENT_TYPE;
+    use usp_mtp::stomp::session::CONTENT_TYPE;
 
     #[test]
     fn connect_frame_names_the_controller_and_the_virtual_host() {

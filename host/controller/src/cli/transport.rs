@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::net::UnixStream;
-use usp_agent::control::frame::{read_frame, read_hello, write_frame};
 use usp_codec::Record;
 use usp_codec::msg;
-use usp_mtp::controller::{ControllerClient, ControllerOptions, Endpoint};
+use usp_mtp::control::{read_frame, read_hello, write_frame};
 use usp_proto::usp;
+
+use crate::client::{ControllerClient, ControllerOptions, Endpoint};
 
 /// Largest answer uspctl accepts (a full `dump` of a large model fits easily).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -85,7 +86,7 @@ impl Transport for ControlSocket {
     }
 }
 
-/// A network MTP session, as a Controller (`usp_mtp::controller`).
+/// A network MTP session, as a Controller ([`crate::client`]).
 pub struct Remote {
     client: ControllerClient,
 }

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::ControllerError;
-pub use crate::config::MqttVersion;
-use crate::mqtt::quickack::{FdSnapshot, QuickAck};
+pub use usp_mtp::config::MqttVersion;
+use usp_mtp::mqtt::quickack::{FdSnapshot, QuickAck};
 
 /// The Content Type of a USP Record (R-MQTT.27).
 const CONTENT_TYPE: &str = "usp.msg";
@@ -159,7 +159,7 @@ pub(super) async fn open(
 }
 
 fn build(endpoint: &MqttEndpoint, controller_id: &str) -> (Client, Loop) {
-    let network = crate::mqtt::network_options();
+    let network = usp_mtp::mqtt::network_options();
     match endpoint.version {
         MqttVersion::V3_1_1 => {
             let id = if endpoint.client_id.is_empty() {
@@ -184,7 +184,7 @@ fn build(endpoint: &MqttEndpoint, controller_id: &str) -> (Client, Loop) {
                 .set_max_packet_size(Some(MAX_PACKET))
                 .set_request_channel_capacity(REQUEST_CAPACITY)
                 // Unset, rumqttc sizes its in-flight table for 65 535 PUBLISHes (13 MB).
-                .set_outgoing_inflight_upper_limit(crate::mqtt::MAX_INFLIGHT)
+                .set_outgoing_inflight_upper_limit(usp_mtp::mqtt::MAX_INFLIGHT)
                 .set_user_properties(vec![(
                     "usp-endpoint-id".to_string(),
                     controller_id.to_string(),

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use url::Url;
 
 use super::ControllerError;
-use crate::websocket::handshake::{SUBPROTOCOL, client_url};
+use usp_mtp::websocket::handshake::{SUBPROTOCOL, client_url};
 
 /// Where the agent's WebSocket server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
