@@ -375,3 +375,58 @@ pub fn main() -> ExitCode {
     let status = execute(cli, &mut std::io::stdout(), &mut std::io::stderr());
     ExitCode::from(status)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_control_socket_is_found_as_the_agent_places_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("agent.toml");
+        // Keys uspctl does not read are the agent's business and are left alone.
+        std::fs::write(
+            &config,
+            "[agent]\nstate_dir = \"var\"\nlog = \"debug\"\n\n[[mtp]]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            control_socket_of(&config).unwrap(),
+            dir.path().join("var/control.sock")
+        );
+        std::fs::write(&config, "[device_info]\nserial_number = \"7\"\n").unwrap();
+        assert_eq!(
+            control_socket_of(&config).unwrap(),
+            dir.path().join("state/control.sock")
+        );
+        std::fs::write(&config, "[agent]\ncontrol_socket = \"/run/usp.sock\"\n").unwrap();
+        assert_eq!(
+            control_socket_of(&config).unwrap(),
+            PathBuf::from("/run/usp.sock")
+        );
+        std::fs::write(&config, "[agent\n").unwrap();
+        assert!(control_socket_of(&config).is_err());
+    }
+
+    #[test]
+    fn run_writes_where_the_binary_would_and_returns_its_status() {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run(["uspctl", "--version"], &mut out, &mut err), 0);
+        assert!(String::from_utf8_lossy(&out).starts_with("uspctl "));
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run(["uspctl", "get", "Device."], &mut out, &mut err), 2);
+        assert!(out.is_empty());
+        assert!(!err.is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("none.sock");
+        let args = ["uspctl".as_ref(), "--socket".as_ref(), socket.as_os_str()];
+        let args = args.into_iter().chain(["get".as_ref(), "Device.".as_ref()]);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(run(args, &mut out, &mut err), 2);
+        assert!(
+            String::from_utf8_lossy(&err).starts_with("uspctl: cannot connect"),
+            "{}",
+            String::from_utf8_lossy(&err)
+        );
+    }
+}
