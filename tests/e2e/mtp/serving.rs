@@ -362,10 +362,10 @@ async fn controller_and_uspctl_on_stomp_get_device_info_across_a_broker_restart(
         stomp_connect(&mut events).await?;
         device_info(&client).await?;
 
-        let broker = format!("127.0.0.1:{port}");
+        let address = format!("127.0.0.1:{port}");
         let args = [
             "--stomp",
-            &broker,
+            &address,
             "--agent-id",
             AGENT_ID,
             "--agent-dest",
