@@ -18,6 +18,6 @@ pub mod cli;
 pub mod client;
 
 pub use client::{
-    AgentEvent, ControllerClient, ControllerError, ControllerOptions, Endpoint, MqttEndpoint,
-    MqttVersion, StompEndpoint, WsEndpoint,
+    AgentEvent, ControllerClient, ControllerError, ControllerOptions, Endpoint, LinkError,
+    MqttEndpoint, MqttLinkError, MqttVersion, StompEndpoint, StompLinkError, WsEndpoint, WsError,
 };
