@@ -25,13 +25,133 @@ use std::ffi::OsString;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use usp_proto::usp;
 
-use crate::client::{Endpoint, MqttEndpoint, StompEndpoint, WsEndpoint};
+use crate::client::{ControllerError, Endpoint, MqttEndpoint, StompEndpoint, WsEndpoint};
 use transport::{ControlSocket, Remote, Transport};
+
+/// Why uspctl could not ask the agent, or print its answer. Printed as `uspctl: ` and the
+/// chain of messages ([`chain`]); the exit status is then 2.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// A `Name=value` argument without `=`.
+    #[error("{0:?} is not of the form Name=value")]
+    NotAssignment(String),
+    /// A Set path that does not end in a parameter name.
+    #[error("{0:?} is not a parameter path (Object.Param)")]
+    NotParameterPath(String),
+    /// A broker address that is not `host:port`.
+    #[error("{0:?} is not host:port")]
+    NotHostPort(String),
+    /// A broker address whose port is not a number.
+    #[error("{text:?}: bad port")]
+    BadPort {
+        /// The address.
+        text: String,
+        /// Why the port does not parse.
+        source: std::num::ParseIntError,
+    },
+    /// A network target flag without its address (clap's groups normally prevent it).
+    #[error("give --ws, --mqtt or --stomp")]
+    NoNetworkTarget,
+    /// Neither `--config` nor `--socket`.
+    #[error("give --config <agent.toml> or --socket <path>")]
+    NoLocalTarget,
+    /// The agent's config file could not be read.
+    #[error("reading {}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: ConfigFileError,
+    },
+    /// The control socket does not accept connections.
+    #[error(
+        "cannot connect to the agent's control socket {} (is usp-agent running with this config?)",
+        path.display()
+    )]
+    SocketConnect {
+        /// The socket.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The agent sent no hello on the control socket.
+    #[error("no hello on control socket {}", path.display())]
+    NoHello {
+        /// The socket.
+        path: PathBuf,
+        /// What failed.
+        source: usp_mtp::control::FrameError,
+    },
+    /// Writing or reading a control-socket frame failed.
+    #[error(transparent)]
+    Frame(#[from] usp_mtp::control::FrameError),
+    /// The agent closed the control socket instead of answering.
+    #[error("the agent closed the control socket without answering")]
+    ClosedWithoutAnswer,
+    /// No answer on the control socket in time.
+    #[error("no answer from the agent within {timeout:?}")]
+    NoAnswerWithin {
+        /// The `--timeout`.
+        timeout: Duration,
+        /// The expired deadline.
+        source: tokio::time::error::Elapsed,
+    },
+    /// The answer does not decode as a Record.
+    #[error("the agent's answer is not a USP Record")]
+    NotARecord(#[source] usp_codec::record::RecordError),
+    /// The answer Record carries no Msg.
+    #[error("the agent's answer does not carry a USP Msg")]
+    NoMsg(#[source] usp_codec::msg::MsgError),
+    /// The answer is to another request.
+    #[error("the agent answered msg_id {answered:?}, expected {expected:?}")]
+    WrongMsgId {
+        /// The answer's msg_id.
+        answered: Option<String>,
+        /// Ours.
+        expected: String,
+    },
+    /// The network MTP session could not be opened.
+    #[error("cannot reach the agent")]
+    Unreachable(#[source] ControllerError),
+    /// The agent did not answer over the network MTP.
+    #[error(
+        "no answer from the agent (is uspctl's --controller-id an enabled Device.LocalAgent.Controller.?)"
+    )]
+    NoRemoteAnswer(#[source] ControllerError),
+    /// Writing the answer out failed.
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+    /// The answer could not be written as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// Why the agent's config file could not be read for its control socket.
+#[derive(Debug, thiserror::Error)]
+enum ConfigFileError {
+    /// Reading the file failed.
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    /// The file is not TOML, or `[agent]` has the wrong types.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+}
+
+/// An error and its sources, joined by `: `.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 /// Talk USP to a running usp-agent.
 #[derive(Parser)]
@@ -182,7 +302,7 @@ enum Command {
 }
 
 impl Command {
-    fn to_msg(&self, msg_id: &str) -> anyhow::Result<usp::Msg> {
+    fn to_msg(&self, msg_id: &str) -> Result<usp::Msg, CliError> {
         Ok(match self {
             Command::Get { paths, depth } => request::get(msg_id, paths, *depth),
             Command::Set {
@@ -215,18 +335,19 @@ impl Command {
 }
 
 /// Splits `host:port`.
-fn host_port(text: &str) -> anyhow::Result<(&str, u16)> {
+fn host_port(text: &str) -> Result<(&str, u16), CliError> {
     let (host, port) = text
         .rsplit_once(':')
-        .with_context(|| format!("{text:?} is not host:port"))?;
-    let port = port
-        .parse()
-        .with_context(|| format!("{text:?}: bad port"))?;
+        .ok_or_else(|| CliError::NotHostPort(text.to_string()))?;
+    let port = port.parse().map_err(|source| CliError::BadPort {
+        text: text.to_string(),
+        source,
+    })?;
     Ok((host, port))
 }
 
 /// The `--stomp` endpoint from the broker address and the STOMP arguments.
-fn stomp_endpoint(broker: &str, remote: &RemoteArgs) -> anyhow::Result<StompEndpoint> {
+fn stomp_endpoint(broker: &str, remote: &RemoteArgs) -> Result<StompEndpoint, CliError> {
     let (host, port) = host_port(broker)?;
     let own_dest = remote
         .own_dest
@@ -241,7 +362,7 @@ fn stomp_endpoint(broker: &str, remote: &RemoteArgs) -> anyhow::Result<StompEndp
 }
 
 /// Sends the request and renders the answer.
-async fn ask(cli: Cli) -> anyhow::Result<render::Rendered> {
+async fn ask(cli: Cli) -> Result<render::Rendered, CliError> {
     let msg_id = format!("uspctl-{}", std::process::id());
     let request = cli.command.to_msg(&msg_id)?;
     let timeout = Duration::from_secs(cli.timeout);
@@ -261,16 +382,20 @@ async fn ask(cli: Cli) -> anyhow::Result<render::Rendered> {
                 Endpoint::Mqtt(MqttEndpoint::new(host, port, agent_topic, &own_topic))
             }
             (None, None, Some(broker)) => Endpoint::Stomp(stomp_endpoint(broker, &cli.remote)?),
-            (None, None, None) => anyhow::bail!("give --ws, --mqtt or --stomp"),
+            (None, None, None) => return Err(CliError::NoNetworkTarget),
         };
         let mut remote = Remote::connect(&cli.controller_id, agent_id, endpoint, timeout).await?;
         remote.exchange(&request, timeout).await?
     } else {
         let socket = match (&target.config, &target.socket) {
             (_, Some(socket)) => socket.clone(),
-            (Some(config), None) => control_socket_of(config)
-                .with_context(|| format!("reading {}", config.display()))?,
-            (None, None) => anyhow::bail!("give --config <agent.toml> or --socket <path>"),
+            (Some(config), None) => {
+                control_socket_of(config).map_err(|source| CliError::Config {
+                    path: config.clone(),
+                    source,
+                })?
+            }
+            (None, None) => return Err(CliError::NoLocalTarget),
         };
         let mut local = ControlSocket::connect(&socket, &cli.controller_id).await?;
         local.exchange(&request, timeout).await?
@@ -304,7 +429,7 @@ impl Default for AgentSection {
 }
 
 /// The control socket the agent running with `config` listens on.
-fn control_socket_of(config: &Path) -> anyhow::Result<PathBuf> {
+fn control_socket_of(config: &Path) -> Result<PathBuf, ConfigFileError> {
     let text = std::fs::read_to_string(config)?;
     let file: AgentFile = toml::from_str(&text)?;
     Ok(usp_mtp::control::socket_path(
@@ -328,20 +453,22 @@ fn execute(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         }
     };
     let json = cli.json;
-    let printed = runtime.block_on(ask(cli)).and_then(|rendered| {
-        if json {
-            writeln!(out, "{}", serde_json::to_string_pretty(&rendered.json)?)?;
-        } else {
-            write!(out, "{}", rendered.text)?;
-        }
-        write!(err, "{}", rendered.errors)?;
-        Ok(!rendered.failed)
-    });
+    let printed = runtime
+        .block_on(ask(cli))
+        .and_then(|rendered| -> Result<_, CliError> {
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&rendered.json)?)?;
+            } else {
+                write!(out, "{}", rendered.text)?;
+            }
+            write!(err, "{}", rendered.errors)?;
+            Ok(!rendered.failed)
+        });
     match printed {
         Ok(true) => 0,
         Ok(false) => 1,
         Err(error) => {
-            let _ = writeln!(err, "uspctl: {error:#}");
+            let _ = writeln!(err, "uspctl: {}", chain(&error));
             2
         }
     }
