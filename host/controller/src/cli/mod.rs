@@ -9,7 +9,7 @@
 //! returning the exit status, so a test harness can run it without the binary.
 //!
 //! Layout:
-//! - `transport`: the [`transport::Transport`] trait: the control socket and network MTPs.
+//! - `transport`: the `Transport` trait: the control socket and network MTPs.
 //! - `request`: command-line arguments to USP request Msgs.
 //! - `render`: USP answers to text and JSON.
 

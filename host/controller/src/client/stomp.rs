@@ -4,7 +4,7 @@
 //! for its receipt before sending, and each Record goes in a SEND frame to the agent's
 //! destination with `content-type: application/vnd.bbf.usp.msg` and `reply-to-dest` naming the
 //! destination we subscribed to. Heart-beats are negotiated and kept. A lost connection is
-//! re-opened every [`RECONNECT_WAIT`] for at most [`RECONNECT_LIMIT`]; Records wait (bounded by
+//! re-opened every `RECONNECT_WAIT` for at most `RECONNECT_LIMIT`; Records wait (bounded by
 //! the channel) meanwhile, and when the limit passes the session ends and requests fail.
 
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! [`crate::ControllerDirectory`] each time, so a changed topic applies at once), then the config
 //! file's. A request without a reply-to is answered on its sender's topic among them; a 3.1.1
 //! PUBLISH without a reply-to from a sender with no topic is a version mismatch and dropped
-//! (R-MQTT.26a; see [`topic`]).
+//! (R-MQTT.26a; see `topic`).
 //!
 //! Layout:
 //! - `topic`: topic bookkeeping, no I/O.
