@@ -10,7 +10,7 @@ use usp_codec::usp_proto::usp::operate_resp::operation_result::OperationResp;
 use usp_codec::usp_proto::usp::request::ReqType;
 use usp_codec::usp_proto::usp::response::RespType;
 use usp_codec::usp_proto::usp::{self, add, set};
-use usp_mtp::controller::{ControllerClient, ControllerOptions, Endpoint, WsEndpoint};
+use usp_controller::{ControllerClient, ControllerOptions, Endpoint, WsEndpoint};
 
 use crate::mtp::expect;
 use crate::mtp::harness::{AGENT_ID, Agent, CONTROLLER, STRANGER, Setup, bounded};

@@ -1,5 +1,6 @@
 //! End-to-end tests: the real `usp-agent` binary on a temporary state directory, driven through
-//! the real `uspctl` over the control socket.
+//! `uspctl` over the control socket (run in this process through `usp_controller::cli::run`, the
+//! program of the `uspctl` binary: see `support`).
 //!
 //! Layout:
 //! - `support`: the [`support::Agent`] harness (start, wait, restart, run uspctl).

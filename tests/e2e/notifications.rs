@@ -13,7 +13,7 @@ use usp_codec::usp_proto::usp::notify::Notification;
 use usp_codec::usp_proto::usp::request::ReqType;
 use usp_codec::usp_proto::usp::response::RespType;
 use usp_codec::usp_proto::usp::{self, add, set};
-use usp_mtp::controller::{AgentEvent, ControllerClient, ControllerOptions, Endpoint, WsEndpoint};
+use usp_controller::{AgentEvent, ControllerClient, ControllerOptions, Endpoint, WsEndpoint};
 
 use crate::access_control::{add as add_instance, set as set_params};
 use crate::mtp::harness::{AGENT_ID, Agent, CONTROLLER, Setup, bounded};

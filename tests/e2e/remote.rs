@@ -1,9 +1,10 @@
 //! uspctl as a Controller over the agent's WebSocket MTP: a provisioned Controller is served
 //! with its role; an unknown endpoint's records are dropped with a log line.
 
-use std::process::{Command, Output, Stdio};
+use std::ffi::OsString;
+use std::process::Output;
 
-use crate::support::{Agent, Setup, stderr};
+use crate::support::{Agent, Setup, stderr, uspctl};
 
 const FACTORY: &str = "Device.LocalAgent.Controller.1.EndpointID \"self::remote-ctl\"\n\
     Device.LocalAgent.Controller.1.Enable true\n\
@@ -28,20 +29,18 @@ fn ws_url(agent: &mut Agent) -> String {
 }
 
 fn remote(url: &str, controller: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uspctl"))
-        .args([
-            "--ws",
-            url,
-            "--agent-id",
-            "os::e2e-agent",
-            "--controller-id",
-            controller,
-        ])
-        .args(["--timeout", "3"])
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run uspctl")
+    let mut argv = vec![
+        "--ws",
+        url,
+        "--agent-id",
+        "os::e2e-agent",
+        "--controller-id",
+        controller,
+        "--timeout",
+        "3",
+    ];
+    argv.extend_from_slice(args);
+    uspctl(argv.into_iter().map(OsString::from).collect())
 }
 
 #[test]

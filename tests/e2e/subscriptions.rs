@@ -13,7 +13,7 @@ use usp_codec::usp_proto::usp::body::MsgBody;
 use usp_codec::usp_proto::usp::notify::Notification;
 use usp_codec::usp_proto::usp::request::ReqType;
 use usp_codec::usp_proto::usp::response::RespType;
-use usp_mtp::controller::ControllerClient;
+use usp_controller::ControllerClient;
 
 use crate::access_control::{add, set};
 use crate::mtp::harness::{Agent, CONTROLLER, Setup, bounded};

@@ -1,8 +1,16 @@
-//! The harness: a real `usp-agent` process on a temporary state directory, driven through the
-//! real `uspctl`. Every wait has a deadline; nothing sleeps for a fixed time.
+//! The harness: a real `usp-agent` process on a temporary state directory, driven through
+//! `uspctl`. Every wait has a deadline; nothing sleeps for a fixed time.
+//!
+//! uspctl is built by another package (usp-controller), whose binary a test of usp-agent
+//! cannot name (`CARGO_BIN_EXE_*` covers only the test's own package, and `cargo test -p
+//! usp-agent` does not build it). So [`uspctl`] runs `usp_controller::cli::run`, the program
+//! the `uspctl` binary's `main` runs, in this process on a thread of its own, and returns its
+//! exit status and output as a [`std::process::Output`], the same as running the binary.
 
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long an agent may take to come up, or a condition to become true.
@@ -207,15 +215,29 @@ impl Drop for Agent {
 
 /// Runs uspctl with `--config config`.
 pub fn uspctl_at(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_uspctl"))
-        .arg("--config")
-        .arg(config)
-        .arg("--timeout")
-        .arg("10")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run uspctl")
+    let mut argv: Vec<OsString> = vec!["--config".into(), config.into(), "--timeout".into()];
+    argv.push("10".into());
+    argv.extend(args.iter().map(OsString::from));
+    uspctl(argv)
+}
+
+/// Runs uspctl with `args` (without the program name) in this process, on a thread of its own
+/// (uspctl starts its own runtime, which a thread inside a test's runtime may not), and returns
+/// what the binary would: its exit status, stdout and stderr.
+pub fn uspctl(args: Vec<OsString>) -> Output {
+    let run = std::thread::spawn(move || {
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let argv = std::iter::once(OsString::from("uspctl")).chain(args);
+        let status = usp_controller::cli::run(argv, &mut stdout, &mut stderr);
+        (status, stdout, stderr)
+    });
+    let (status, stdout, stderr) = run.join().expect("uspctl panicked");
+    Output {
+        // A wait status: the exit code in the second byte.
+        status: ExitStatus::from_raw(i32::from(status) << 8),
+        stdout,
+        stderr,
+    }
 }
 
 /// stderr of an output, as text.

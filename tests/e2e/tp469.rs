@@ -17,9 +17,7 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 use usp_codec::UspErrorCode;
 use usp_codec::usp_proto::usp::{self, body::MsgBody, request::ReqType, response::RespType};
-use usp_mtp::controller::{
-    AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint,
-};
+use usp_controller::{AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint};
 
 use crate::mtp::expect;
 use crate::mtp::harness::{
@@ -773,7 +771,7 @@ fn tp469_1_65_async_operate_without_send_resp_is_not_answered_but_still_notifies
         );
         assert_eq!(complete?.command_key, "test65");
         match answered {
-            Err(usp_mtp::controller::ControllerError::Timeout { .. }) => {}
+            Err(usp_controller::ControllerError::Timeout { .. }) => {}
             other => bail!("expected no OperateResp, got {other:?}"),
         }
         s.agent.check_running()

@@ -150,7 +150,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         AgentConfig {
             endpoint_id: None,
-            state_dir: PathBuf::from("state"),
+            state_dir: PathBuf::from(usp_mtp::control::DEFAULT_STATE_DIR),
             factory_reset_file: None,
             control_socket: None,
             max_record_size: 5 * 1024 * 1024,
@@ -256,10 +256,7 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let base_dir = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let base_dir = usp_mtp::control::config_base_dir(path);
         let mut config = Config::parse(&text, base_dir).map_err(|err| match err {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -406,10 +403,11 @@ impl Config {
 
     /// The control socket path, resolved.
     pub fn control_socket(&self) -> PathBuf {
-        match &self.agent.control_socket {
-            Some(path) => self.resolve(path),
-            None => self.state_dir().join("control.sock"),
-        }
+        usp_mtp::control::socket_path(
+            &self.base_dir,
+            &self.agent.state_dir,
+            self.agent.control_socket.as_deref(),
+        )
     }
 
     /// The factory-reset file, resolved, if one is configured.

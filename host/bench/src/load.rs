@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use prost::Message as _;
 use serde::Serialize;
-use usp_mtp::controller::ControllerClient;
+use usp_controller::ControllerClient;
 
 use crate::ops::{self, Op};
 use crate::procfs;

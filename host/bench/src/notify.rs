@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use usp_codec::usp_proto::usp::{
     self, add, body::MsgBody, notify::Notification, request::ReqType, response::RespType,
 };
-use usp_mtp::controller::{AgentEvent, ControllerClient};
+use usp_controller::{AgentEvent, ControllerClient};
 
 use crate::ops::{self, Op};
 use crate::stats::{self, Latency};

@@ -10,7 +10,7 @@ use clap::Args;
 use serde::Serialize;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use usp_mtp::controller::{AgentEvent, ControllerClient, Endpoint};
+use usp_controller::{AgentEvent, ControllerClient, Endpoint};
 
 use crate::procfs;
 use crate::stats;
@@ -140,7 +140,7 @@ fn spawn(command: &[String]) -> anyhow::Result<Child> {
 
 /// Retries the WebSocket connection until the agent listens (or exits).
 async fn connect_when_listening(
-    options: &usp_mtp::controller::ControllerOptions,
+    options: &usp_controller::ControllerOptions,
     agent: &mut Child,
     deadline: Instant,
 ) -> anyhow::Result<(ControllerClient, mpsc::Receiver<AgentEvent>)> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use usp_mtp::controller::{ControllerOptions, Endpoint, MqttEndpoint, MqttVersion, WsEndpoint};
+use usp_controller::{ControllerOptions, Endpoint, MqttEndpoint, MqttVersion, WsEndpoint};
 
 /// How to reach the agent.
 #[derive(Debug, Clone, Args)]

@@ -46,29 +46,32 @@
 //! - [`event`]: what crosses the boundary with the agent (events, reply paths, targets).
 //! - [`backoff`]: the reconnect waits every transport shares.
 //! - [`tls`]: rustls configuration from PEM files; peer certificate identities (R-SEC.0a).
-//! - [`controller`]: the other side: a controller's client of an agent (uspctl, usp-bench).
+//! - [`control`]: the framing of the agent's local control socket, shared by the agent's server
+//!   and `uspctl` (usp-controller).
 //! - `link`: the context each transport task gets; the session table of server MTPs.
 //! - `records`: Connect/Disconnect Records and the "is this a Record at all" check.
-//! - `mqtt`, `websocket`, `stomp`, `uds`: one transport each, protocol state machines in
-//!   submodules without I/O, the event loop in the module root.
+//! - [`mqtt`], [`websocket`], [`stomp`], `uds`: one transport each, protocol state machines in
+//!   submodules without I/O, the event loop in the module root. The pieces a controller-side
+//!   client reuses (usp-controller: the STOMP frame codec and session, the MQTT network options
+//!   and quick-ACK re-arming, the WebSocket subprotocol) are public; the rest stays private.
 
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, reason = "unit tests"))]
 
 pub mod backoff;
 pub mod config;
-pub mod controller;
+pub mod control;
 pub mod directory;
 pub mod event;
+pub mod mqtt;
 pub mod mtps;
+pub mod stomp;
 pub mod tls;
+pub mod websocket;
 
 mod link;
-mod mqtt;
 mod records;
-mod stomp;
 mod uds;
-mod websocket;
 
 pub use backoff::{Backoff, RetryPolicy};
 pub use config::{

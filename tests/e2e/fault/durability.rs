@@ -12,7 +12,7 @@ use usp_codec::usp_proto::usp::{
     self, add, add_resp, body::MsgBody, delete_resp, request::ReqType, response::RespType, set,
     set_resp,
 };
-use usp_mtp::controller::ControllerClient;
+use usp_controller::ControllerClient;
 
 use super::harness::{self, Agent};
 

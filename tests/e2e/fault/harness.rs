@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use usp_mtp::MqttVersion;
-use usp_mtp::controller::{
+use usp_controller::{
     AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint, WsEndpoint,
 };
+use usp_mtp::MqttVersion;
 
 /// The agent's Endpoint ID in every fault test.
 pub const AGENT_ID: &str = "proto::fault-agent";

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use usp_codec::msg;
 use usp_codec::usp_proto::usp::{self, body::MsgBody, request::ReqType, response::RespType};
-use usp_mtp::controller::{AgentEvent, ControllerClient};
+use usp_controller::{AgentEvent, ControllerClient};
 
 use harness::{Agent, Broker};
 

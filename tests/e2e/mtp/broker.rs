@@ -6,10 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use usp_codec::{MqttProtocol, RecordBody};
+use usp_controller::{AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint};
 use usp_mtp::MqttVersion;
-use usp_mtp::controller::{
-    AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint,
-};
 
 use super::harness::{
     AGENT_ID, AGENT_TOPIC_V5, Agent, CONTROLLER, CONTROLLER_TOPIC, Mosquitto, MqttMtp, Setup,

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
+use usp_controller::{ControllerClient, ControllerOptions, Endpoint, MqttEndpoint};
 use usp_mtp::MqttVersion;
-use usp_mtp::controller::{ControllerClient, ControllerOptions, Endpoint, MqttEndpoint};
 
 use super::harness::{
     AGENT_ID, AGENT_TOPIC_V5, Agent, CONTROLLER, CONTROLLER_TOPIC, Mosquitto, MqttMtp, Setup,

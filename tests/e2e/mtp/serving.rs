@@ -2,17 +2,17 @@
 //! 3.1.1 and STOMP through usp-mtp's controller client, UDS through the test's own framing,
 //! `uspctl --stomp`; and the shipped `examples/agent.toml` serves WebSocket, UDS and `uspctl` as it is.
 
-use std::process::Stdio;
+use std::ffi::OsString;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use usp_codec::RecordBody;
 use usp_codec::usp_proto::usp::{self, request::ReqType};
-use usp_mtp::MqttVersion;
-use usp_mtp::controller::{
+use usp_controller::{
     AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint, StompEndpoint,
     WsEndpoint,
 };
+use usp_mtp::MqttVersion;
 
 use super::expect::{self, MANUFACTURER};
 use super::harness::{
@@ -21,6 +21,7 @@ use super::harness::{
 };
 use super::peer::{Link, UdsLink, WsLink, get_record, recv_msg, recv_msg_from};
 use super::rabbit::Rabbit;
+use crate::support::uspctl;
 
 /// Asks `client` for `Device.DeviceInfo.` and checks the answer.
 async fn device_info(client: &ControllerClient) -> anyhow::Result<()> {
@@ -205,13 +206,9 @@ async fn example_config_serves_websocket_uds_and_uspctl_on_loopback() {
         );
 
         let mut agent = Agent::start_with_config(dir, &path, Some(ws_port), Some(&uds)).await?;
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uspctl"))
-            .arg("--config")
-            .arg(&path)
-            .args(["--timeout", "10", "get", "Device.LocalAgent."])
-            .stdin(Stdio::null())
-            .output()
-            .await?;
+        let mut args: Vec<OsString> = vec!["--config".into(), path.clone().into()];
+        args.extend(["--timeout", "10", "get", "Device.LocalAgent."].map(OsString::from));
+        let out = tokio::task::spawn_blocking(move || uspctl(args)).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -365,15 +362,28 @@ async fn controller_and_uspctl_on_stomp_get_device_info_across_a_broker_restart(
         stomp_connect(&mut events).await?;
         device_info(&client).await?;
 
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_uspctl"))
-            .args(["--stomp", &format!("127.0.0.1:{port}")])
-            .args(["--agent-id", AGENT_ID, "--agent-dest", AGENT_DEST])
-            .args(["--controller-id", CONTROLLER])
-            .args(["--stomp-login", "guest", "--stomp-passcode", "guest"])
-            .args(["--timeout", "10", "get", "Device.DeviceInfo.Manufacturer"])
-            .stdin(Stdio::null())
-            .output()
-            .await?;
+        let address = format!("127.0.0.1:{port}");
+        let args = [
+            "--stomp",
+            &address,
+            "--agent-id",
+            AGENT_ID,
+            "--agent-dest",
+            AGENT_DEST,
+            "--controller-id",
+            CONTROLLER,
+            "--stomp-login",
+            "guest",
+            "--stomp-passcode",
+            "guest",
+            "--timeout",
+            "10",
+            "get",
+            "Device.DeviceInfo.Manufacturer",
+        ]
+        .map(OsString::from)
+        .to_vec();
+        let out = tokio::task::spawn_blocking(move || uspctl(args)).await?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),

@@ -12,8 +12,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use super::frame::{FrameError, read_frame, write_frame};
 use crate::agent::actor::LocalRecord;
+use usp_mtp::control::{FrameError, read_frame, write_frame};
 
 /// How long a stopping server waits for connections to write the answers they owe.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);

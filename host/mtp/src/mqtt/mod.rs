@@ -7,15 +7,15 @@
 //! [`crate::ControllerDirectory`] each time, so a changed topic applies at once), then the config
 //! file's. A request without a reply-to is answered on its sender's topic among them; a 3.1.1
 //! PUBLISH without a reply-to from a sender with no topic is a version mismatch and dropped
-//! (R-MQTT.26a; see [`topic`]).
+//! (R-MQTT.26a; see `topic`).
 //!
 //! Layout:
-//! - [`topic`]: topic bookkeeping, no I/O.
+//! - `topic`: topic bookkeeping, no I/O.
 //! - [`quickack`]: immediate TCP ACKs on rumqttc's socket, so that a broker with Nagle's
 //!   algorithm on does not hold our next request behind a PUBACK's delayed ACK.
 
-pub(crate) mod quickack;
-pub(crate) mod topic;
+pub mod quickack;
+mod topic;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -44,7 +44,7 @@ const PENDING_LIMIT: usize = 256;
 const REQUEST_CAPACITY: usize = 64;
 
 /// Unacknowledged QoS 1 PUBLISHes at a time (MQTT 5; the broker may lower it further).
-pub(crate) const MAX_INFLIGHT: u16 = 256;
+pub const MAX_INFLIGHT: u16 = 256;
 
 /// How long a stopping MTP waits for its Disconnect Records and DISCONNECT to be written.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -174,7 +174,7 @@ fn connect(
 /// Records are small and each answer is awaited by its peer: Nagle's algorithm would hold every
 /// Record back for the broker's delayed ACK (40 ms per request on Linux). Shared with the
 /// controller client.
-pub(crate) fn network_options() -> rumqttc::NetworkOptions {
+pub fn network_options() -> rumqttc::NetworkOptions {
     let mut network = rumqttc::NetworkOptions::new();
     network.set_tcp_nodelay(true);
     network

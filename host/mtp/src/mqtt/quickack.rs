@@ -32,7 +32,7 @@ use rustix::process::{PidfdFlags, PidfdGetfdFlags, getpid, pidfd_getfd, pidfd_op
 
 /// Why quick ACKs are not available on a connection.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum QuickAckError {
+pub enum QuickAckError {
     /// `/proc/self/fd` could not be listed.
     #[error("listing /proc/self/fd: {0}")]
     ListFds(#[source] std::io::Error),
@@ -58,12 +58,12 @@ pub(crate) enum QuickAckError {
 /// The process's socket descriptors at one moment: (descriptor, `socket:[inode]`), so that a
 /// descriptor number reused for a new socket counts as new.
 #[derive(Debug, Default)]
-pub(crate) struct FdSnapshot(HashSet<(i32, String)>);
+pub struct FdSnapshot(HashSet<(i32, String)>);
 
 impl FdSnapshot {
     /// The sockets open now. Taken before a connection starts; an empty snapshot when `/proc` is
     /// unreadable (then [`QuickAck::find`] fails the same way).
-    pub(crate) fn take() -> Self {
+    pub fn take() -> Self {
         FdSnapshot(sockets().unwrap_or_default().into_iter().collect())
     }
 }
@@ -106,14 +106,14 @@ fn is_tcp_to(fd: &OwnedFd, port: u16) -> bool {
 
 /// A duplicate of the MQTT connection's socket, to set `TCP_QUICKACK` on.
 #[derive(Debug)]
-pub(crate) struct QuickAck {
+pub struct QuickAck {
     socket: OwnedFd,
 }
 
 impl QuickAck {
     /// The one TCP socket to `broker_port` opened since `before` was taken. Call it once the
     /// CONNACK has arrived: the socket then exists and its owner still holds it.
-    pub(crate) fn find(before: &FdSnapshot, broker_port: u16) -> Result<Self, QuickAckError> {
+    pub fn find(before: &FdSnapshot, broker_port: u16) -> Result<Self, QuickAckError> {
         let pidfd = pidfd_open(getpid(), PidfdFlags::empty()).map_err(QuickAckError::PidfdOpen)?;
         let mut candidates = Vec::new();
         for socket in sockets()? {
@@ -144,7 +144,7 @@ impl QuickAck {
 
     /// Sends a pending ACK now and leaves the socket in quick-ACK mode until Linux leaves it
     /// again; called after each packet that we do not answer.
-    pub(crate) fn rearm(&self) -> Result<(), QuickAckError> {
+    pub fn rearm(&self) -> Result<(), QuickAckError> {
         sockopt::set_tcp_quickack(&self.socket, true).map_err(QuickAckError::SetOption)
     }
 }

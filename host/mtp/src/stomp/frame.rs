@@ -8,15 +8,18 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// One STOMP frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Frame {
-    pub(crate) command: String,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+pub struct Frame {
+    /// The command (`CONNECT`, `SEND`, `MESSAGE`, …).
+    pub command: String,
+    /// Headers in the order they appear; a repeated name's first value counts.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
 }
 
 /// What the decoder took off the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Parsed {
+pub enum Parsed {
     /// One or more EOLs between frames: a heart-beat.
     Heartbeat,
     /// A complete frame.
@@ -25,7 +28,7 @@ pub(crate) enum Parsed {
 
 /// Why bytes are not a STOMP frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum FrameError {
+pub enum FrameError {
     /// The command line and headers exceed the limit.
     #[error("frame headers exceed {MAX_HEADER_BYTES} bytes")]
     HeadersTooLarge,
@@ -85,7 +88,8 @@ fn unescape(s: &str) -> Result<String, FrameError> {
 }
 
 impl Frame {
-    pub(crate) fn new(command: &str) -> Self {
+    /// A frame with this command, no headers and no body.
+    pub fn new(command: &str) -> Self {
         Frame {
             command: command.to_string(),
             headers: Vec::new(),
@@ -93,18 +97,20 @@ impl Frame {
         }
     }
 
-    pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_string(), value.into()));
         self
     }
 
-    pub(crate) fn body(mut self, body: Vec<u8>) -> Self {
+    /// Sets the body.
+    pub fn body(mut self, body: Vec<u8>) -> Self {
         self.body = body;
         self
     }
 
     /// The first value of header `name` (STOMP 1.2: repeated headers keep the first).
-    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k == name)
@@ -112,7 +118,7 @@ impl Frame {
     }
 
     /// The wire form; a non-empty body gets a `content-length` header.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> Vec<u8> {
         let esc = escaped(&self.command);
         let mut out = Vec::with_capacity(self.body.len() + 128);
         out.extend_from_slice(self.command.as_bytes());
@@ -139,7 +145,7 @@ impl Frame {
 }
 
 /// Takes one frame or heart-beat off the front of `buf`; `Ok(None)` means more bytes are needed.
-pub(crate) fn decode(buf: &mut BytesMut, max_body: usize) -> Result<Option<Parsed>, FrameError> {
+pub fn decode(buf: &mut BytesMut, max_body: usize) -> Result<Option<Parsed>, FrameError> {
     let eols = buf
         .iter()
         .take_while(|b| **b == b'\n' || **b == b'\r')

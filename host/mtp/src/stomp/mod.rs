@@ -6,8 +6,8 @@
 //! - [`frame`]: frame encoding and decoding, no I/O.
 //! - [`session`]: connect, subscribe, send and receive rules, no I/O.
 
-pub(crate) mod frame;
-pub(crate) mod session;
+pub mod frame;
+pub mod session;
 
 use std::collections::VecDeque;
 use std::time::Duration;

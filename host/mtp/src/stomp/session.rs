@@ -10,14 +10,14 @@ use crate::records::{self, ConnectKind};
 use crate::stomp::frame::Frame;
 
 /// The content type of a USP Record in a SEND frame.
-pub(crate) const CONTENT_TYPE: &str = "application/vnd.bbf.usp.msg";
+pub const CONTENT_TYPE: &str = "application/vnd.bbf.usp.msg";
 
 /// The receipt id asked for on SUBSCRIBE, so publishing starts only once subscribed.
 const SUBSCRIBE_RECEIPT: &str = "usp-subscribe";
 
 /// Why the session cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum StompError {
+pub enum StompError {
     /// The broker sent an ERROR frame.
     #[error("broker error: {0}")]
     Server(String),
@@ -31,13 +31,18 @@ pub(crate) enum StompError {
 
 /// What the event loop must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
+pub enum Action {
     /// Write this frame.
     Send(Frame),
     /// Subscribed: the link is up.
     Ready,
     /// Hand a Record to the agent, answering to `reply_to` (empty when unknown).
-    Deliver { bytes: Vec<u8>, reply_to: String },
+    Deliver {
+        /// The Record.
+        bytes: Vec<u8>,
+        /// The `reply-to-dest` header.
+        reply_to: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +54,7 @@ enum State {
 
 /// One STOMP connection's protocol state.
 #[derive(Debug)]
-pub(crate) struct Session {
+pub struct Session {
     own_id: String,
     cfg: StompConfig,
     state: State,
@@ -60,7 +65,8 @@ pub(crate) struct Session {
 }
 
 impl Session {
-    pub(crate) fn new(cfg: &StompConfig, own_id: &str) -> Self {
+    /// A session that has sent nothing yet, for the endpoint `own_id`.
+    pub fn new(cfg: &StompConfig, own_id: &str) -> Self {
         Session {
             own_id: own_id.to_string(),
             cfg: cfg.clone(),
@@ -81,7 +87,7 @@ impl Session {
     }
 
     /// The frame that opens the session.
-    pub(crate) fn connect_frame(&self) -> Frame {
+    pub fn connect_frame(&self) -> Frame {
         let (out, inc) = self.heartbeats();
         let host = self
             .cfg
@@ -102,30 +108,33 @@ impl Session {
     }
 
     /// How often we must send a heart-beat, once CONNECTED arrived.
-    pub(crate) fn send_every(&self) -> Option<Duration> {
+    pub fn send_every(&self) -> Option<Duration> {
         self.send_every
     }
 
     /// How long the broker may stay silent, once CONNECTED arrived.
-    pub(crate) fn expect_every(&self) -> Option<Duration> {
+    pub fn expect_every(&self) -> Option<Duration> {
         self.expect_every
     }
 
     /// The destination the agent subscribed to and announces as `reply-to-dest`.
-    pub(crate) fn destination(&self) -> Option<&str> {
+    pub fn destination(&self) -> Option<&str> {
         self.destination.as_deref()
     }
 
     /// The `subscribe-dest` header the broker sent (`DestinationFromServer`).
-    pub(crate) fn destination_from_server(&self) -> Option<&str> {
+    pub fn destination_from_server(&self) -> Option<&str> {
         self.from_server.as_deref()
     }
 
-    pub(crate) fn ready(&self) -> bool {
+    /// Subscribed, so Records may be sent.
+    pub fn ready(&self) -> bool {
         self.state == State::Ready
     }
 
-    pub(crate) fn handle_incoming(&mut self, frame: Frame) -> Result<Vec<Action>, StompError> {
+    /// The actions a frame from the broker calls for; an ERROR frame or a frame the state does
+    /// not allow is an error and ends the connection.
+    pub fn handle_incoming(&mut self, frame: Frame) -> Result<Vec<Action>, StompError> {
         match (frame.command.as_str(), &self.state) {
             ("ERROR", _) => Err(StompError::Server(
                 frame
@@ -223,7 +232,7 @@ impl Session {
     }
 
     /// A SEND frame carrying a Record to `destination`.
-    pub(crate) fn send_frame(&self, destination: &str, record: Vec<u8>) -> Frame {
+    pub fn send_frame(&self, destination: &str, record: Vec<u8>) -> Frame {
         let mut f = Frame::new("SEND")
             .header("destination", destination)
             .header("content-type", CONTENT_TYPE);
@@ -235,7 +244,7 @@ impl Session {
     }
 
     /// R-MTP.7: Disconnect Records to every controller, then DISCONNECT.
-    pub(crate) fn goodbye(&self) -> Vec<Frame> {
+    pub fn goodbye(&self) -> Vec<Frame> {
         let mut frames = Vec::new();
         if self.ready() {
             for c in &self.cfg.controllers {

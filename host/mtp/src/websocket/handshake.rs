@@ -5,7 +5,7 @@
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 /// The subprotocol both sides must agree on.
-pub(crate) const SUBPROTOCOL: &str = "v1.usp";
+pub const SUBPROTOCOL: &str = "v1.usp";
 
 /// Characters escaped in the `eid` query value: `%` first of all (R-WS.10c), and whatever
 /// would end or split the query item.
@@ -35,7 +35,7 @@ pub(crate) enum HandshakeError {
 }
 
 /// `ws[s]://host:port/path?eid=<own id>`.
-pub(crate) fn client_url(host: &str, port: u16, path: &str, tls: bool, own_id: &str) -> String {
+pub fn client_url(host: &str, port: u16, path: &str, tls: bool, own_id: &str) -> String {
     let scheme = if tls { "wss" } else { "ws" };
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")

@@ -7,7 +7,7 @@
 //! Layout:
 //! - [`handshake`]: URL, `eid=` and subprotocol rules, no I/O.
 
-pub(crate) mod handshake;
+pub mod handshake;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! for its receipt before sending, and each Record goes in a SEND frame to the agent's
 //! destination with `content-type: application/vnd.bbf.usp.msg` and `reply-to-dest` naming the
 //! destination we subscribed to. Heart-beats are negotiated and kept. A lost connection is
-//! re-opened every [`RECONNECT_WAIT`] for at most [`RECONNECT_LIMIT`]; Records wait (bounded by
+//! re-opened every `RECONNECT_WAIT` for at most `RECONNECT_LIMIT`; Records wait (bounded by
 //! the channel) meanwhile, and when the limit passes the session ends and requests fail.
 
 use std::time::Duration;
@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ControllerError;
-use crate::config::StompConfig;
-use crate::stomp::frame::{self, Frame, Parsed};
-use crate::stomp::session::{Action, Session};
+use usp_mtp::config::StompConfig;
+use usp_mtp::stomp::frame::{self, Frame, FrameError, Parsed};
+use usp_mtp::stomp::session::{Action, Session, StompError};
 
 /// How long TCP, CONNECTED and the SUBSCRIBE receipt may take together.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +36,38 @@ const HEARTBEAT_MS: u32 = 10_000;
 
 /// The largest frame body accepted; a whole-tree GetResp is far below it.
 const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// Why a STOMP connection could not be opened, or ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StompLinkError {
+    /// TCP to the broker failed.
+    #[error("{0}")]
+    Connect(#[source] std::io::Error),
+    /// CONNECTED and the SUBSCRIBE receipt did not come in time.
+    #[error("not subscribed within {0:?}")]
+    OpenTimeout(Duration),
+    /// Writing to the broker failed.
+    #[error("write: {0}")]
+    Write(#[source] std::io::Error),
+    /// Reading from the broker failed.
+    #[error("read: {0}")]
+    Read(#[source] std::io::Error),
+    /// The broker closed the connection.
+    #[error("the broker closed the connection")]
+    Closed,
+    /// What the broker sent is not a STOMP frame.
+    #[error("malformed frame from the broker: {0}")]
+    Frame(#[source] FrameError),
+    /// The broker sent ERROR or a frame out of turn.
+    #[error("{0}")]
+    Protocol(#[from] StompError),
+    /// Sending a heart-beat failed.
+    #[error("{0}")]
+    Heartbeat(#[source] std::io::Error),
+    /// The broker stayed silent for twice its heart-beat interval.
+    #[error("broker heart-beat missed")]
+    HeartbeatMissed,
+}
 
 /// Where the broker is and which destinations the two endpoints use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +140,7 @@ pub(super) async fn open(
         .await
         .map_err(|reason| ControllerError::Connect {
             target: endpoint.target(),
-            reason,
+            reason: reason.into(),
         })?;
     Ok(tokio::spawn(run(
         endpoint.clone(),
@@ -124,7 +156,7 @@ enum Ended {
     /// The client or the dispatcher is gone: nothing more to do.
     Closed,
     /// The broker connection failed.
-    Lost(String),
+    Lost(StompLinkError),
 }
 
 /// The connection task: serves one connection after another until the client goes away or
@@ -170,19 +202,22 @@ struct Connection {
 }
 
 impl Connection {
-    async fn open_bounded(endpoint: &StompEndpoint, controller_id: &str) -> Result<Self, String> {
+    async fn open_bounded(
+        endpoint: &StompEndpoint,
+        controller_id: &str,
+    ) -> Result<Self, StompLinkError> {
         tokio::time::timeout(OPEN_TIMEOUT, Self::open(endpoint, controller_id))
             .await
-            .map_err(|_| format!("not subscribed within {OPEN_TIMEOUT:?}"))?
+            .map_err(|_| StompLinkError::OpenTimeout(OPEN_TIMEOUT))?
     }
 
     /// TCP, the `STOMP` frame, CONNECTED, SUBSCRIBE and its receipt.
-    async fn open(endpoint: &StompEndpoint, controller_id: &str) -> Result<Self, String> {
+    async fn open(endpoint: &StompEndpoint, controller_id: &str) -> Result<Self, StompLinkError> {
         let io = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(StompLinkError::Connect)?;
         // Small Records in both directions: Nagle's algorithm would only add latency.
-        io.set_nodelay(true).map_err(|err| err.to_string())?;
+        io.set_nodelay(true).map_err(StompLinkError::Connect)?;
         let session = Session::new(&endpoint.session_config(), controller_id);
         let mut connection = Connection {
             io,
@@ -198,11 +233,7 @@ impl Connection {
         while !connection.session.ready() {
             connection.read().await?;
             while let Some(frame) = connection.next_frame()? {
-                for action in connection
-                    .session
-                    .handle_incoming(frame)
-                    .map_err(|err| err.to_string())?
-                {
+                for action in connection.session.handle_incoming(frame)? {
                     match action {
                         Action::Send(frame) => connection.write(&frame).await?,
                         Action::Deliver { bytes, .. } => connection.early.push(bytes),
@@ -259,7 +290,7 @@ impl Connection {
                         };
                         let actions = match self.session.handle_incoming(frame) {
                             Ok(actions) => actions,
-                            Err(err) => return Ended::Lost(err.to_string()),
+                            Err(err) => return Ended::Lost(err.into()),
                         };
                         for action in actions {
                             match action {
@@ -280,46 +311,46 @@ impl Connection {
                 }
                 _ = tokio::time::sleep_until(beat), if send_at.is_some() => {
                     if let Err(err) = self.io.write_all(b"\n").await {
-                        return Ended::Lost(err.to_string());
+                        return Ended::Lost(StompLinkError::Heartbeat(err));
                     }
                     self.last_sent = Instant::now();
                 }
                 _ = tokio::time::sleep_until(silent), if silent_at.is_some() => {
-                    return Ended::Lost("broker heart-beat missed".to_string());
+                    return Ended::Lost(StompLinkError::HeartbeatMissed);
                 }
             }
         }
     }
 
-    async fn write(&mut self, frame: &Frame) -> Result<(), String> {
+    async fn write(&mut self, frame: &Frame) -> Result<(), StompLinkError> {
         self.io
             .write_all(&frame.encode())
             .await
-            .map_err(|err| format!("write: {err}"))?;
+            .map_err(StompLinkError::Write)?;
         self.last_sent = Instant::now();
         Ok(())
     }
 
     /// Reads what the broker sent into the buffer.
-    async fn read(&mut self) -> Result<(), String> {
+    async fn read(&mut self) -> Result<(), StompLinkError> {
         match self.io.read_buf(&mut self.buf).await {
-            Ok(0) => Err("the broker closed the connection".to_string()),
+            Ok(0) => Err(StompLinkError::Closed),
             Ok(_) => {
                 self.last_heard = Instant::now();
                 Ok(())
             }
-            Err(err) => Err(format!("read: {err}")),
+            Err(err) => Err(StompLinkError::Read(err)),
         }
     }
 
     /// The next whole frame in the buffer, skipping heart-beats.
-    fn next_frame(&mut self) -> Result<Option<Frame>, String> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, StompLinkError> {
         loop {
             match frame::decode(&mut self.buf, MAX_BODY) {
                 Ok(Some(Parsed::Frame(frame))) => return Ok(Some(frame)),
                 Ok(Some(Parsed::Heartbeat)) => {}
                 Ok(None) => return Ok(None),
-                Err(err) => return Err(format!("malformed frame from the broker: {err}")),
+                Err(err) => return Err(StompLinkError::Frame(err)),
             }
         }
     }
@@ -332,7 +363,7 @@ impl Connection {
 )]
 mod tests {
     use super::*;
-    use crate::stomp::session::CONTENT_TYPE;
+    use usp_mtp::stomp::session::CONTENT_TYPE;
 
     #[test]
     fn connect_frame_names_the_controller_and_the_virtual_host() {

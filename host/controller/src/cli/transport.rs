@@ -5,13 +5,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use tokio::net::UnixStream;
-use usp_agent::control::frame::{read_frame, read_hello, write_frame};
 use usp_codec::Record;
 use usp_codec::msg;
-use usp_mtp::controller::{ControllerClient, ControllerOptions, Endpoint};
+use usp_mtp::control::{read_frame, read_hello, write_frame};
 use usp_proto::usp;
+
+use super::CliError;
+use crate::client::{ControllerClient, ControllerOptions, Endpoint};
 
 /// Largest answer uspctl accepts (a full `dump` of a large model fits easily).
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -19,8 +20,11 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 /// A connection to one agent.
 pub trait Transport {
     /// Sends `request` and returns the answer with the same msg_id.
-    async fn exchange(&mut self, request: &usp::Msg, timeout: Duration)
-    -> anyhow::Result<usp::Msg>;
+    async fn exchange(
+        &mut self,
+        request: &usp::Msg,
+        timeout: Duration,
+    ) -> Result<usp::Msg, CliError>;
 }
 
 /// The agent's local control socket.
@@ -32,16 +36,20 @@ pub struct ControlSocket {
 
 impl ControlSocket {
     /// Connects and reads the agent's hello (its Endpoint ID).
-    pub async fn connect(path: &Path, controller_id: &str) -> anyhow::Result<ControlSocket> {
-        let mut stream = UnixStream::connect(path).await.with_context(|| {
-            format!(
-                "cannot connect to the agent's control socket {} (is usp-agent running with this config?)",
-                path.display()
-            )
-        })?;
+    pub async fn connect(path: &Path, controller_id: &str) -> Result<ControlSocket, CliError> {
+        let mut stream =
+            UnixStream::connect(path)
+                .await
+                .map_err(|source| CliError::SocketConnect {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         let agent_id = read_hello(&mut stream)
             .await
-            .with_context(|| format!("no hello on control socket {}", path.display()))?;
+            .map_err(|source| CliError::NoHello {
+                path: path.to_path_buf(),
+                source,
+            })?;
         Ok(ControlSocket {
             stream,
             agent_id,
@@ -51,11 +59,11 @@ impl ControlSocket {
 }
 
 impl ControlSocket {
-    async fn round_trip(&mut self, record: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    async fn round_trip(&mut self, record: Vec<u8>) -> Result<Vec<u8>, CliError> {
         write_frame(&mut self.stream, &record).await?;
         match read_frame(&mut self.stream, MAX_ANSWER).await? {
             Some(answer) => Ok(answer),
-            None => bail!("the agent closed the control socket without answering"),
+            None => Err(CliError::ClosedWithoutAnswer),
         }
     }
 }
@@ -65,27 +73,25 @@ impl Transport for ControlSocket {
         &mut self,
         request: &usp::Msg,
         timeout: Duration,
-    ) -> anyhow::Result<usp::Msg> {
+    ) -> Result<usp::Msg, CliError> {
         let record = Record::for_msg(&self.controller_id, &self.agent_id, request).encode();
         let sent_id = msg::msg_id(request).unwrap_or_default().to_string();
         let answer = tokio::time::timeout(timeout, self.round_trip(record))
             .await
-            .with_context(|| format!("no answer from the agent within {timeout:?}"))??;
-        let record = Record::decode(&answer).context("the agent's answer is not a USP Record")?;
-        let reply = record
-            .msg()
-            .context("the agent's answer does not carry a USP Msg")?;
+            .map_err(|source| CliError::NoAnswerWithin { timeout, source })??;
+        let record = Record::decode(&answer).map_err(CliError::NotARecord)?;
+        let reply = record.msg().map_err(CliError::NoMsg)?;
         if msg::msg_id(&reply) != Some(sent_id.as_str()) {
-            bail!(
-                "the agent answered msg_id {:?}, expected {sent_id:?}",
-                msg::msg_id(&reply)
-            );
+            return Err(CliError::WrongMsgId {
+                answered: msg::msg_id(&reply).map(str::to_string),
+                expected: sent_id,
+            });
         }
         Ok(reply)
     }
 }
 
-/// A network MTP session, as a Controller (`usp_mtp::controller`).
+/// A network MTP session, as a Controller ([`crate::client`]).
 pub struct Remote {
     client: ControllerClient,
 }
@@ -97,12 +103,12 @@ impl Remote {
         agent_id: &str,
         endpoint: Endpoint,
         timeout: Duration,
-    ) -> anyhow::Result<Remote> {
+    ) -> Result<Remote, CliError> {
         let mut options = ControllerOptions::new(controller_id, agent_id, endpoint);
         options.timeout = timeout;
         let (client, _events) = ControllerClient::connect(options)
             .await
-            .context("cannot reach the agent")?;
+            .map_err(CliError::Unreachable)?;
         Ok(Remote { client })
     }
 }
@@ -112,10 +118,10 @@ impl Transport for Remote {
         &mut self,
         request: &usp::Msg,
         _timeout: Duration,
-    ) -> anyhow::Result<usp::Msg> {
+    ) -> Result<usp::Msg, CliError> {
         self.client
             .send(request.clone())
             .await
-            .context("no answer from the agent (is uspctl's --controller-id an enabled Device.LocalAgent.Controller.?)")
+            .map_err(CliError::NoRemoteAnswer)
     }
 }

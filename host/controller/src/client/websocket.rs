@@ -13,7 +13,44 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use url::Url;
 
 use super::ControllerError;
-use crate::websocket::handshake::{SUBPROTOCOL, client_url};
+use usp_mtp::websocket::handshake::{SUBPROTOCOL, client_url};
+
+/// Why a WebSocket session could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum WsError {
+    /// The URL does not parse.
+    #[error("invalid URL: {0}")]
+    Url(#[source] url::ParseError),
+    /// A `wss://` URL: this client speaks plain WebSocket only.
+    #[error("wss:// is not supported by this controller client")]
+    TlsUnsupported,
+    /// A scheme other than `ws`.
+    #[error("scheme {0:?} is not ws://")]
+    Scheme(String),
+    /// The URL names no host.
+    #[error("URL has no host")]
+    NoHost,
+    /// The URL names no port and its scheme has no default.
+    #[error("URL has no port")]
+    NoPort,
+    /// The URL with `eid=` added does not parse.
+    #[error("invalid URL {url:?}: {source}")]
+    WithEid {
+        /// The URL as built.
+        url: String,
+        /// Why it does not parse.
+        source: url::ParseError,
+    },
+    /// The handshake failed (or tungstenite refused the request or the answer).
+    #[error("{0}")]
+    Handshake(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for WsError {
+    fn from(err: tokio_tungstenite::tungstenite::Error) -> Self {
+        WsError::Handshake(Box::new(err))
+    }
+}
 
 /// Where the agent's WebSocket server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,15 +66,15 @@ pub(super) async fn open(
     mut outgoing: mpsc::Receiver<Vec<u8>>,
     incoming: mpsc::Sender<Bytes>,
 ) -> Result<JoinHandle<()>, ControllerError> {
-    let failed = |reason: String| ControllerError::Connect {
+    let failed = |reason: WsError| ControllerError::Connect {
         target: endpoint.url.clone(),
-        reason,
+        reason: reason.into(),
     };
     let url = request_url(&endpoint.url, controller_id).map_err(failed)?;
     let mut request = url
         .as_str()
         .into_client_request()
-        .map_err(|err| failed(err.to_string()))?;
+        .map_err(|err| failed(err.into()))?;
     request.headers_mut().insert(
         "Sec-WebSocket-Protocol",
         HeaderValue::from_static(SUBPROTOCOL),
@@ -46,7 +83,7 @@ pub(super) async fn open(
     // exactly the pipelined pattern a load generator produces.
     let (stream, _response) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
-        .map_err(|err| failed(err.to_string()))?;
+        .map_err(|err| failed(err.into()))?;
     let (mut sink, mut source) = stream.split();
     Ok(tokio::spawn(async move {
         loop {
@@ -83,15 +120,15 @@ pub(super) async fn open(
 }
 
 /// The URL of `base` with `eid=<controller_id>` in its query.
-fn request_url(base: &str, controller_id: &str) -> Result<Url, String> {
-    let url = Url::parse(base).map_err(|err| format!("invalid URL: {err}"))?;
+fn request_url(base: &str, controller_id: &str) -> Result<Url, WsError> {
+    let url = Url::parse(base).map_err(WsError::Url)?;
     match url.scheme() {
         "ws" => {}
-        "wss" => return Err("wss:// is not supported by this controller client".to_string()),
-        other => return Err(format!("scheme {other:?} is not ws://")),
+        "wss" => return Err(WsError::TlsUnsupported),
+        other => return Err(WsError::Scheme(other.to_string())),
     }
-    let host = url.host_str().ok_or("URL has no host")?;
-    let port = url.port_or_known_default().ok_or("URL has no port")?;
+    let host = url.host_str().ok_or(WsError::NoHost)?;
+    let port = url.port_or_known_default().ok_or(WsError::NoPort)?;
     let path = match url.query() {
         Some(query) => format!("{}?{query}", url.path()),
         None => url.path().to_string(),
@@ -103,7 +140,7 @@ fn request_url(base: &str, controller_id: &str) -> Result<Url, String> {
         false,
         controller_id,
     );
-    Url::parse(&full).map_err(|err| format!("invalid URL {full:?}: {err}"))
+    Url::parse(&full).map_err(|source| WsError::WithEid { url: full, source })
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::ControllerError;
-pub use crate::config::MqttVersion;
-use crate::mqtt::quickack::{FdSnapshot, QuickAck};
+pub use usp_mtp::config::MqttVersion;
+use usp_mtp::mqtt::quickack::{FdSnapshot, QuickAck};
 
 /// The Content Type of a USP Record (R-MQTT.27).
 const CONTENT_TYPE: &str = "usp.msg";
@@ -34,6 +34,35 @@ const RECONNECT_WAIT: Duration = Duration::from_millis(200);
 
 /// `/` and what would break a topic level are escaped in the `/reply-to=` suffix (R-MQTT.24).
 const REPLY_TO_ESCAPES: &AsciiSet = &CONTROLS.add(b'/').add(b'%').add(b'+').add(b'#');
+
+/// Why an MQTT connection could not be opened, or a request could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum MqttLinkError {
+    /// The MQTT 3.1.1 connection failed.
+    #[error("{0}")]
+    Connection(#[source] Box<rumqttc::ConnectionError>),
+    /// The MQTT 5 connection failed.
+    #[error("{0}")]
+    Connection5(#[source] Box<rumqttc::v5::ConnectionError>),
+    /// The broker refused CONNECT with this return code.
+    #[error("CONNACK {0}")]
+    Refused(String),
+    /// The broker refused the SUBSCRIBE to our topic.
+    #[error("the broker refused SUBSCRIBE to {0}")]
+    SubscribeRefused(String),
+    /// The connection task ended before it connected.
+    #[error("the connection task ended")]
+    TaskEnded,
+    /// CONNACK and SUBACK did not come in time.
+    #[error("no CONNACK and SUBACK within {0:?}")]
+    OpenTimeout(Duration),
+    /// rumqttc's MQTT 3.1.1 client did not take the request.
+    #[error("{0}")]
+    Client(#[source] Box<rumqttc::ClientError>),
+    /// rumqttc's MQTT 5 client did not take the request.
+    #[error("{0}")]
+    Client5(#[source] Box<rumqttc::v5::ClientError>),
+}
 
 /// Where the broker is and which topics the two endpoints use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +138,7 @@ enum Loop {
 
 /// The packets the connection task acts on.
 enum Packet {
-    ConnAck(Result<(), String>),
+    ConnAck(Result<(), MqttLinkError>),
     SubAck(bool),
     Publish(Bytes),
     /// PUBACK, PUBCOMP or PINGRESP: nothing goes back, so our ACK of it would wait for the
@@ -137,9 +166,9 @@ pub(super) async fn open(
         ready_tx,
         first_tx,
     ));
-    let failed = |reason: String| ControllerError::Connect {
+    let failed = |reason: MqttLinkError| ControllerError::Connect {
         target: endpoint.target(),
-        reason,
+        reason: reason.into(),
     };
     match tokio::time::timeout(OPEN_TIMEOUT, first).await {
         Ok(Ok(Ok(()))) => {}
@@ -147,19 +176,17 @@ pub(super) async fn open(
             task.abort();
             return Err(failed(reason));
         }
-        Ok(Err(_)) => return Err(failed("the connection task ended".to_string())),
+        Ok(Err(_)) => return Err(failed(MqttLinkError::TaskEnded)),
         Err(_) => {
             task.abort();
-            return Err(failed(format!(
-                "no CONNACK and SUBACK within {OPEN_TIMEOUT:?}"
-            )));
+            return Err(failed(MqttLinkError::OpenTimeout(OPEN_TIMEOUT)));
         }
     }
     Ok(task)
 }
 
 fn build(endpoint: &MqttEndpoint, controller_id: &str) -> (Client, Loop) {
-    let network = crate::mqtt::network_options();
+    let network = usp_mtp::mqtt::network_options();
     match endpoint.version {
         MqttVersion::V3_1_1 => {
             let id = if endpoint.client_id.is_empty() {
@@ -184,7 +211,7 @@ fn build(endpoint: &MqttEndpoint, controller_id: &str) -> (Client, Loop) {
                 .set_max_packet_size(Some(MAX_PACKET))
                 .set_request_channel_capacity(REQUEST_CAPACITY)
                 // Unset, rumqttc sizes its in-flight table for 65 535 PUBLISHes (13 MB).
-                .set_outgoing_inflight_upper_limit(crate::mqtt::MAX_INFLIGHT)
+                .set_outgoing_inflight_upper_limit(usp_mtp::mqtt::MAX_INFLIGHT)
                 .set_user_properties(vec![(
                     "usp-endpoint-id".to_string(),
                     controller_id.to_string(),
@@ -215,7 +242,7 @@ async fn run(
     outgoing: mpsc::Receiver<Vec<u8>>,
     incoming: mpsc::Sender<Bytes>,
     ready: watch::Sender<bool>,
-    first: tokio::sync::oneshot::Sender<Result<(), String>>,
+    first: tokio::sync::oneshot::Sender<Result<(), MqttLinkError>>,
 ) {
     let mut first = Some(first);
     // The publisher lives in the set so that it ends with this task.
@@ -274,7 +301,7 @@ async fn run(
             }
             Packet::SubAck(false) => match first.take() {
                 Some(first) => {
-                    let reason = format!("the broker refused SUBSCRIBE to {}", endpoint.own_topic);
+                    let reason = MqttLinkError::SubscribeRefused(endpoint.own_topic.clone());
                     drop(first.send(Err(reason)));
                     return;
                 }
@@ -332,11 +359,11 @@ fn qos(level: u8) -> (rumqttc::QoS, rumqttc::v5::mqttbytes::QoS) {
 }
 
 impl Client {
-    async fn subscribe(&self, topic: &str, level: u8) -> Result<(), String> {
+    async fn subscribe(&self, topic: &str, level: u8) -> Result<(), MqttLinkError> {
         let (q4, q5) = qos(level);
         match self {
-            Client::V4(c) => c.subscribe(topic, q4).await.map_err(|e| e.to_string()),
-            Client::V5(c) => c.subscribe(topic, q5).await.map_err(|e| e.to_string()),
+            Client::V4(c) => c.subscribe(topic, q4).await.map_err(client_error),
+            Client::V5(c) => c.subscribe(topic, q5).await.map_err(client5_error),
         }
     }
 
@@ -345,13 +372,13 @@ impl Client {
         topic: &str,
         endpoint: &MqttEndpoint,
         record: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), MqttLinkError> {
         let (q4, q5) = qos(endpoint.qos);
         match self {
             Client::V4(c) => c
                 .publish(topic, q4, false, record)
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(client_error),
             Client::V5(c) => {
                 let props = p5::PublishProperties {
                     response_topic: Some(endpoint.own_topic.clone()),
@@ -360,22 +387,34 @@ impl Client {
                 };
                 c.publish_with_properties(topic, q5, false, record, props)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(client5_error)
             }
         }
     }
 }
 
-async fn poll(event_loop: &mut Loop) -> Result<Packet, String> {
+fn client_error(err: rumqttc::ClientError) -> MqttLinkError {
+    MqttLinkError::Client(Box::new(err))
+}
+
+fn client5_error(err: rumqttc::v5::ClientError) -> MqttLinkError {
+    MqttLinkError::Client5(Box::new(err))
+}
+
+async fn poll(event_loop: &mut Loop) -> Result<Packet, MqttLinkError> {
     match event_loop {
         Loop::V4(l) => {
             use rumqttc::{Event, Packet as P};
-            Ok(match l.poll().await.map_err(|e| e.to_string())? {
+            let event = l
+                .poll()
+                .await
+                .map_err(|err| MqttLinkError::Connection(Box::new(err)))?;
+            Ok(match event {
                 Event::Incoming(P::ConnAck(ack)) => {
                     Packet::ConnAck(if ack.code == rumqttc::ConnectReturnCode::Success {
                         Ok(())
                     } else {
-                        Err(format!("CONNACK {:?}", ack.code))
+                        Err(MqttLinkError::Refused(format!("{:?}", ack.code)))
                     })
                 }
                 Event::Incoming(P::SubAck(ack)) => Packet::SubAck(
@@ -390,12 +429,16 @@ async fn poll(event_loop: &mut Loop) -> Result<Packet, String> {
         }
         Loop::V5(l) => {
             use rumqttc::v5::Event;
-            Ok(match l.poll().await.map_err(|e| e.to_string())? {
+            let event = l
+                .poll()
+                .await
+                .map_err(|err| MqttLinkError::Connection5(Box::new(err)))?;
+            Ok(match event {
                 Event::Incoming(p5::Packet::ConnAck(ack)) => {
                     Packet::ConnAck(if ack.code == p5::ConnectReturnCode::Success {
                         Ok(())
                     } else {
-                        Err(format!("CONNACK {:?}", ack.code))
+                        Err(MqttLinkError::Refused(format!("{:?}", ack.code)))
                     })
                 }
                 Event::Incoming(p5::Packet::SubAck(ack)) => Packet::SubAck(

@@ -28,9 +28,9 @@ use usp_codec::msg;
 use usp_codec::record::{Inbound, Record, RecordBody};
 use usp_codec::usp_proto::usp::{self, body::MsgBody, request::ReqType, response::RespType};
 
-pub use mqtt::{MqttEndpoint, MqttVersion};
-pub use stomp::StompEndpoint;
-pub use websocket::WsEndpoint;
+pub use mqtt::{MqttEndpoint, MqttLinkError, MqttVersion};
+pub use stomp::{StompEndpoint, StompLinkError};
+pub use websocket::{WsEndpoint, WsError};
 
 /// Records queued towards the transport task before `send` waits.
 const OUTGOING_QUEUE: usize = 256;
@@ -101,8 +101,8 @@ pub enum ControllerError {
     Connect {
         /// The URL or broker address.
         target: String,
-        /// What failed.
-        reason: String,
+        /// What failed (not a `source`: the message already says it).
+        reason: LinkError,
     },
     /// The request has no msg_id, so its answer could not be matched.
     #[error("request has no msg_id")]
@@ -121,6 +121,20 @@ pub enum ControllerError {
     /// The session ended before the answer came.
     #[error("the session to the agent is closed")]
     Closed,
+}
+
+/// What failed on the transport, per MTP.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The WebSocket session.
+    #[error(transparent)]
+    WebSocket(#[from] WsError),
+    /// The MQTT connection.
+    #[error(transparent)]
+    Mqtt(#[from] MqttLinkError),
+    /// The STOMP connection.
+    #[error(transparent)]
+    Stomp(#[from] StompLinkError),
 }
 
 /// What the dispatcher routes answers through: msg_id → the waiting `send`.
@@ -369,10 +383,10 @@ mod tests {
     //! order the test asks, which the real agent never does, so out-of-order matching is tested.
 
     use super::*;
-    use crate::{
+    use usp_codec::usp_proto::usp::{get_resp, notify::Notification};
+    use usp_mtp::{
         InboundRecord, MtpConfig, MtpEvent, MtpSettings, Mtps, TransportConfig, WsServerConfig,
     };
-    use usp_codec::usp_proto::usp::{get_resp, notify::Notification};
 
     const AGENT: &str = "proto::agent";
     const CONTROLLER: &str = "proto::controller";

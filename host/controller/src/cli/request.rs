@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, bail};
 use usp_codec::msg;
 use usp_proto::usp::{self, request::ReqType};
 
+use super::CliError;
+
 /// Splits `name=value` at the first `=`.
-pub fn split_assignment(text: &str) -> anyhow::Result<(&str, &str)> {
+pub fn split_assignment(text: &str) -> Result<(&str, &str), CliError> {
     text.split_once('=')
-        .with_context(|| format!("{text:?} is not of the form Name=value"))
+        .ok_or_else(|| CliError::NotAssignment(text.to_string()))
 }
 
 /// A Get of `paths` (`max_depth` 0 = everything below).
@@ -26,18 +27,18 @@ pub fn get(msg_id: &str, paths: &[String], max_depth: u32) -> usp::Msg {
 
 /// A Set from `Object.Param=value` assignments, grouped per object in first-seen order, or
 /// from the two-word form `Object.Param value`.
-pub fn set(msg_id: &str, args: &[String], allow_partial: bool) -> anyhow::Result<usp::Msg> {
+pub fn set(msg_id: &str, args: &[String], allow_partial: bool) -> Result<usp::Msg, CliError> {
     let pairs: Vec<(String, String)> = match args {
         [path, value] if !path.contains('=') => vec![(path.clone(), value.clone())],
         _ => args
             .iter()
             .map(|arg| split_assignment(arg).map(|(p, v)| (p.to_string(), v.to_string())))
-            .collect::<anyhow::Result<_>>()?,
+            .collect::<Result<_, CliError>>()?,
     };
     let mut update_objs: Vec<usp::set::UpdateObject> = Vec::new();
     for (path, value) in pairs {
         let Some(dot) = path.rfind('.').filter(|dot| dot + 1 < path.len()) else {
-            bail!("{path:?} is not a parameter path (Object.Param)");
+            return Err(CliError::NotParameterPath(path));
         };
         let (object, param) = (&path[..=dot], &path[dot + 1..]);
         let setting = usp::set::UpdateParamSetting {
@@ -68,7 +69,7 @@ pub fn add(
     table: &str,
     settings: &[String],
     allow_partial: bool,
-) -> anyhow::Result<usp::Msg> {
+) -> Result<usp::Msg, CliError> {
     let param_settings = settings
         .iter()
         .map(|arg| {
@@ -79,7 +80,7 @@ pub fn add(
                 required: true,
             })
         })
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<Result<_, CliError>>()?;
     Ok(msg::request(
         msg_id,
         ReqType::Add(usp::Add {
@@ -109,11 +110,11 @@ pub fn operate(
     command: &str,
     inputs: &[String],
     command_key: &str,
-) -> anyhow::Result<usp::Msg> {
+) -> Result<usp::Msg, CliError> {
     let input_args = inputs
         .iter()
         .map(|arg| split_assignment(arg).map(|(n, v)| (n.to_string(), v.to_string())))
-        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        .collect::<Result<BTreeMap<_, _>, CliError>>()?;
     Ok(msg::request(
         msg_id,
         ReqType::Operate(usp::Operate {

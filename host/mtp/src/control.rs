@@ -1,8 +1,41 @@
-//! Framing on the control socket: each frame is a 4-byte big-endian length followed by that
-//! many bytes. Right after accepting, the agent sends one hello frame holding its Endpoint ID
-//! (UTF-8); after that every frame in either direction is one serialized USP Record.
+//! Framing on the agent's local control socket (the Unix socket `uspctl` talks to): each frame
+//! is a 4-byte big-endian length followed by that many bytes. Right after accepting, the agent
+//! sends one hello frame holding its Endpoint ID (UTF-8); after that every frame in either
+//! direction is one serialized USP Record. Also the socket's default place in the agent's state
+//! directory.
+//!
+//! The agent's server (usp-agent) and `uspctl` (usp-controller) both use this module, so the
+//! two sides of the socket share one definition without either crate depending on the other.
+
+use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// The agent's state directory when `[agent] state_dir` is unset, relative to its config file.
+pub const DEFAULT_STATE_DIR: &str = "state";
+
+/// The control socket's file name inside the state directory when `[agent] control_socket` is
+/// unset.
+pub const DEFAULT_SOCKET_NAME: &str = "control.sock";
+
+/// The directory relative paths of an agent config file resolve against: the file's own
+/// directory (`.` for a bare file name).
+pub fn config_base_dir(config_file: &Path) -> PathBuf {
+    match config_file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Where the control socket is: `configured` (`[agent] control_socket`) when set, else
+/// [`DEFAULT_SOCKET_NAME`] in `state_dir`; relative paths resolve against `base_dir`, the
+/// directory of the agent's config file.
+pub fn socket_path(base_dir: &Path, state_dir: &Path, configured: Option<&Path>) -> PathBuf {
+    match configured {
+        Some(path) => base_dir.join(path),
+        None => base_dir.join(state_dir).join(DEFAULT_SOCKET_NAME),
+    }
+}
 
 /// A framing failure.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +109,25 @@ pub async fn read_hello<R: AsyncRead + Unpin>(reader: &mut R) -> Result<String, 
 )]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_path_defaults_into_the_state_dir_and_resolves_against_the_config_dir() {
+        let base = config_base_dir(Path::new("/etc/usp/agent.toml"));
+        assert_eq!(base, PathBuf::from("/etc/usp"));
+        assert_eq!(config_base_dir(Path::new("agent.toml")), PathBuf::from("."));
+        assert_eq!(
+            socket_path(&base, Path::new(DEFAULT_STATE_DIR), None),
+            PathBuf::from("/etc/usp/state/control.sock")
+        );
+        assert_eq!(
+            socket_path(&base, Path::new("var"), Some(Path::new("run/c.sock"))),
+            PathBuf::from("/etc/usp/run/c.sock")
+        );
+        assert_eq!(
+            socket_path(&base, Path::new("var"), Some(Path::new("/run/x.sock"))),
+            PathBuf::from("/run/x.sock")
+        );
+    }
 
     #[tokio::test]
     async fn frames_round_trip_and_clean_close_is_none() {
