@@ -35,6 +35,7 @@ use crate::builtin::controller_trust::{ORIGINATOR, TrustHandle};
 use crate::builtin::device::DeviceAction;
 use crate::builtin::mtp;
 use crate::config::Config;
+use crate::control::server::LocalRecord;
 use crate::messages::{self, AllowAll, RequestContext, Role};
 use crate::notify::{DeviceIdentity, Notifier, Outbound};
 use crate::rbac::{CertificateRoles, access_for};
@@ -46,12 +47,6 @@ pub(crate) enum Origin {
     Local(oneshot::Sender<Vec<u8>>),
     /// An MTP: answered on the same path; the TLS peer, if any, must name the sender.
     Mtp { reply: ReplyPath, peer: PeerAuth },
-}
-
-/// A Record from the control socket, with the channel its answer goes back on.
-pub(crate) struct LocalRecord {
-    pub bytes: Vec<u8>,
-    pub answer: oneshot::Sender<Vec<u8>>,
 }
 
 /// The actor's state. See the module docs.

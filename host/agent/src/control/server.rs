@@ -12,8 +12,14 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
-use crate::agent::actor::LocalRecord;
 use usp_mtp::control::{FrameError, read_frame, write_frame};
+
+/// A Record from the control socket, with the channel its answer goes back on: what the server
+/// hands the data-model actor.
+pub(crate) struct LocalRecord {
+    pub bytes: Vec<u8>,
+    pub answer: oneshot::Sender<Vec<u8>>,
+}
 
 /// How long a stopping server waits for connections to write the answers they owe.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
