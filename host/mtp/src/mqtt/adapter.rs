@@ -467,3 +467,123 @@ fn incoming_v5(event: rumqttc::v5::Event) -> Incoming {
         _ => Incoming::Other,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v311_refused_connack_carries_its_return_code() {
+        let ack = rumqttc::ConnAck::new(rumqttc::ConnectReturnCode::NotAuthorized, false);
+        let event = rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack));
+        assert!(matches!(
+            incoming_v4(event),
+            Incoming::ConnAck { refused: Some(code), assigned_client_id: None, .. } if code == "NotAuthorized"
+        ));
+    }
+
+    #[test]
+    fn suback_grants_are_kept_in_order_for_either_version() {
+        let v4 = rumqttc::SubAck::new(
+            1,
+            vec![
+                rumqttc::SubscribeReasonCode::Success(rumqttc::QoS::AtLeastOnce),
+                rumqttc::SubscribeReasonCode::Failure,
+            ],
+        );
+        let v5 = p5::SubAck {
+            pkid: 1,
+            return_codes: vec![
+                p5::SubscribeReasonCode::NotAuthorized,
+                p5::SubscribeReasonCode::Success(Q5::AtMostOnce),
+            ],
+            properties: None,
+        };
+        assert!(matches!(
+            incoming_v4(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(v4))),
+            Incoming::SubAck(g) if g == [true, false]
+        ));
+        assert!(matches!(
+            incoming_v5(rumqttc::v5::Event::Incoming(p5::Packet::SubAck(v5))),
+            Incoming::SubAck(g) if g == [false, true]
+        ));
+    }
+
+    #[test]
+    fn v5_connack_yields_assigned_id_response_information_and_subscribe_topics() {
+        let props = p5::ConnAckProperties {
+            session_expiry_interval: None,
+            receive_max: None,
+            max_qos: None,
+            retain_available: None,
+            max_packet_size: None,
+            assigned_client_identifier: Some("auto-1".to_string()),
+            topic_alias_max: None,
+            reason_string: None,
+            user_properties: vec![
+                ("subscribe-topic".to_string(), "usp/agent/a".to_string()),
+                ("other".to_string(), "x".to_string()),
+            ],
+            wildcard_subscription_available: None,
+            subscription_identifiers_available: None,
+            shared_subscription_available: None,
+            server_keep_alive: None,
+            response_information: Some("usp/resp".to_string()),
+            server_reference: None,
+            authentication_method: None,
+            authentication_data: None,
+        };
+        let ack = p5::ConnAck {
+            session_present: false,
+            code: p5::ConnectReturnCode::Success,
+            properties: Some(props),
+        };
+        let Incoming::ConnAck {
+            refused,
+            assigned_client_id,
+            response_information,
+            subscribe_topics,
+            quick_ack,
+        } = incoming_v5(rumqttc::v5::Event::Incoming(p5::Packet::ConnAck(ack)))
+        else {
+            panic!("not a CONNACK");
+        };
+        assert_eq!(refused, None);
+        assert_eq!(assigned_client_id.as_deref(), Some("auto-1"));
+        assert_eq!(response_information.as_deref(), Some("usp/resp"));
+        assert_eq!(subscribe_topics, ["usp/agent/a"]);
+        assert!(quick_ack.is_none());
+    }
+
+    #[test]
+    fn v5_publish_keeps_response_topic_and_content_type() {
+        let props = p5::PublishProperties {
+            response_topic: Some("usp/ctl".to_string()),
+            content_type: Some("usp.msg".to_string()),
+            ..Default::default()
+        };
+        let publish = p5::Publish::new("usp/agent/a", Q5::AtLeastOnce, &b"rec"[..], Some(props));
+        assert!(matches!(
+            incoming_v5(rumqttc::v5::Event::Incoming(p5::Packet::Publish(publish))),
+            Incoming::Publish { topic, payload, response_topic: Some(r), content_type: Some(c) }
+                if topic == "usp/agent/a" && payload == b"rec"[..] && r == "usp/ctl" && c == "usp.msg"
+        ));
+    }
+
+    #[test]
+    fn v5_broker_disconnect_and_unanswered_packets_are_told_apart() {
+        let bye = p5::Disconnect::new(p5::DisconnectReasonCode::ServerShuttingDown);
+        assert!(matches!(
+            incoming_v5(rumqttc::v5::Event::Incoming(p5::Packet::Disconnect(bye))),
+            Incoming::BrokerDisconnect(code) if code == "ServerShuttingDown"
+        ));
+        assert!(matches!(
+            incoming_v4(rumqttc::Event::Incoming(rumqttc::Packet::PingResp)),
+            Incoming::Unanswered
+        ));
+        assert!(matches!(
+            incoming_v4(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)),
+            Incoming::DisconnectSent
+        ));
+    }
+}
