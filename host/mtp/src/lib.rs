@@ -52,8 +52,9 @@
 //! - `records`: Connect/Disconnect Records and the "is this a Record at all" check.
 //! - [`mqtt`], [`websocket`], [`stomp`], `uds`: one transport each, protocol state machines in
 //!   submodules without I/O, the event loop in the module root. The pieces a controller-side
-//!   client reuses (usp-controller: the STOMP frame codec and session, the MQTT network options
-//!   and quick-ACK re-arming, the WebSocket subprotocol) are public; the rest stays private.
+//!   client reuses (usp-controller: the STOMP frame codec and session, the MQTT adapter over
+//!   rumqttc for both versions with its quick ACKs, the WebSocket subprotocol) are public; the
+//!   rest stays private.
 
 #![deny(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used, reason = "unit tests"))]

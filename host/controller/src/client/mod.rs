@@ -8,7 +8,8 @@
 //! response beyond its msg_id.
 //!
 //! Layout:
-//! - [`mqtt`]: MQTT 5.0 / 3.1.1 through a broker (Response Topic or `/reply-to=`).
+//! - [`mqtt`]: MQTT 5.0 / 3.1.1 through a broker (Response Topic or `/reply-to=`), over
+//!   usp-mtp's MQTT adapter.
 //! - [`stomp`]: STOMP 1.2 through a broker (`endpoint-id`, `reply-to-dest`).
 //! - [`websocket`]: a WebSocket client session (`v1.usp`, `eid=` in the URI, binary frames).
 

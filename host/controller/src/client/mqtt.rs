@@ -2,19 +2,20 @@
 //! for SUBACK before publishing (R-MQTT.17); it publishes Records to the agent's topic with the
 //! Response Topic property and Content Type `usp.msg` (MQTT 5, R-MQTT.23/27) or with a
 //! `/reply-to=` suffix (3.1.1, R-MQTT.24). A lost broker connection is re-established and the
-//! subscription renewed; Records wait (bounded by the channel) until it is.
+//! subscription renewed; Records wait (bounded by the channel) until it is. The MQTT client
+//! itself, for either version and with its TCP quick ACKs, is usp-mtp's
+//! [`usp_mtp::mqtt::adapter`]; this module owns the controller's topics and connection task.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-use rumqttc::v5::mqttbytes::v5 as p5;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::ControllerError;
 pub use usp_mtp::config::MqttVersion;
-use usp_mtp::mqtt::quickack::{FdSnapshot, QuickAck};
+use usp_mtp::mqtt::adapter::{self, AdapterError, Client, Incoming, Loop, PublishProperties};
 
 /// The Content Type of a USP Record (R-MQTT.27).
 const CONTENT_TYPE: &str = "usp.msg";
@@ -23,7 +24,7 @@ const CONTENT_TYPE: &str = "usp.msg";
 const REQUEST_CAPACITY: usize = 256;
 
 /// The largest packet either side may send; a whole-tree GetResp is far below it.
-const MAX_PACKET: u32 = 16 * 1024 * 1024;
+const MAX_PACKET: usize = 16 * 1024 * 1024;
 
 /// How long the first CONNACK and SUBACK may take before `open` gives up.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,12 +39,9 @@ const REPLY_TO_ESCAPES: &AsciiSet = &CONTROLS.add(b'/').add(b'%').add(b'+').add(
 /// Why an MQTT connection could not be opened, or a request could not be queued.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttLinkError {
-    /// The MQTT 3.1.1 connection failed.
-    #[error("{0}")]
-    Connection(#[source] Box<rumqttc::ConnectionError>),
-    /// The MQTT 5 connection failed.
-    #[error("{0}")]
-    Connection5(#[source] Box<rumqttc::v5::ConnectionError>),
+    /// The connection failed, or rumqttc did not take the request.
+    #[error(transparent)]
+    Adapter(#[from] AdapterError),
     /// The broker refused CONNECT with this return code.
     #[error("CONNACK {0}")]
     Refused(String),
@@ -56,12 +54,6 @@ pub enum MqttLinkError {
     /// CONNACK and SUBACK did not come in time.
     #[error("no CONNACK and SUBACK within {0:?}")]
     OpenTimeout(Duration),
-    /// rumqttc's MQTT 3.1.1 client did not take the request.
-    #[error("{0}")]
-    Client(#[source] Box<rumqttc::ClientError>),
-    /// rumqttc's MQTT 5 client did not take the request.
-    #[error("{0}")]
-    Client5(#[source] Box<rumqttc::v5::ClientError>),
 }
 
 /// Where the broker is and which topics the two endpoints use.
@@ -110,6 +102,11 @@ impl MqttEndpoint {
         }
     }
 
+    /// The QoS of our PUBLISH and SUBSCRIBE: 2 is treated as 1.
+    fn qos(&self) -> u8 {
+        self.qos.min(1)
+    }
+
     /// The PUBLISH topic: the agent's topic, with our topic appended for 3.1.1.
     fn publish_topic(&self) -> String {
         match self.version {
@@ -121,30 +118,6 @@ impl MqttEndpoint {
             ),
         }
     }
-}
-
-/// Either protocol version's client handle.
-#[derive(Clone)]
-enum Client {
-    V4(rumqttc::AsyncClient),
-    V5(rumqttc::v5::AsyncClient),
-}
-
-/// Either protocol version's event loop (boxed: they differ in size by half a kilobyte).
-enum Loop {
-    V4(Box<rumqttc::EventLoop>),
-    V5(Box<rumqttc::v5::EventLoop>),
-}
-
-/// The packets the connection task acts on.
-enum Packet {
-    ConnAck(Result<(), MqttLinkError>),
-    SubAck(bool),
-    Publish(Bytes),
-    /// PUBACK, PUBCOMP or PINGRESP: nothing goes back, so our ACK of it would wait for the
-    /// delayed-ACK timer while a broker with Nagle on holds the answer behind it.
-    Unanswered,
-    Other,
 }
 
 /// Opens the connection, subscribes, and returns once the first SUBACK arrived.
@@ -186,41 +159,27 @@ pub(super) async fn open(
 }
 
 fn build(endpoint: &MqttEndpoint, controller_id: &str) -> (Client, Loop) {
-    let network = usp_mtp::mqtt::network_options();
-    match endpoint.version {
-        MqttVersion::V3_1_1 => {
-            let id = if endpoint.client_id.is_empty() {
-                generated_client_id(controller_id)
-            } else {
-                endpoint.client_id.clone()
-            };
-            let mut opts = rumqttc::MqttOptions::new(id, &endpoint.host, endpoint.port);
-            opts.set_keep_alive(Duration::from_secs(60))
-                .set_clean_session(true)
-                .set_max_packet_size(MAX_PACKET as usize, MAX_PACKET as usize)
-                .set_request_channel_capacity(REQUEST_CAPACITY);
-            let (client, mut event_loop) = rumqttc::AsyncClient::new(opts, REQUEST_CAPACITY);
-            event_loop.set_network_options(network);
-            (Client::V4(client), Loop::V4(Box::new(event_loop)))
-        }
-        MqttVersion::V5 => {
-            let mut opts =
-                rumqttc::v5::MqttOptions::new(&endpoint.client_id, &endpoint.host, endpoint.port);
-            opts.set_keep_alive(Duration::from_secs(60))
-                .set_clean_start(true)
-                .set_max_packet_size(Some(MAX_PACKET))
-                .set_request_channel_capacity(REQUEST_CAPACITY)
-                // Unset, rumqttc sizes its in-flight table for 65 535 PUBLISHes (13 MB).
-                .set_outgoing_inflight_upper_limit(usp_mtp::mqtt::MAX_INFLIGHT)
-                .set_user_properties(vec![(
-                    "usp-endpoint-id".to_string(),
-                    controller_id.to_string(),
-                )])
-                .set_network_options(network);
-            let (client, event_loop) = rumqttc::v5::AsyncClient::new(opts, REQUEST_CAPACITY);
-            (Client::V5(client), Loop::V5(Box::new(event_loop)))
-        }
-    }
+    let client_id = if endpoint.client_id.is_empty() && endpoint.version == MqttVersion::V3_1_1 {
+        generated_client_id(controller_id)
+    } else {
+        endpoint.client_id.clone()
+    };
+    adapter::connect(&adapter::Options {
+        host: endpoint.host.clone(),
+        port: endpoint.port,
+        version: endpoint.version,
+        client_id,
+        keep_alive: Duration::from_secs(60),
+        clean_start: true,
+        credentials: None,
+        tls: None,
+        max_packet_size: MAX_PACKET,
+        v311_max_incoming: MAX_PACKET,
+        user_properties: vec![("usp-endpoint-id".to_string(), controller_id.to_string())],
+        request_response_info: false,
+        max_inflight: adapter::MAX_INFLIGHT,
+        request_capacity: REQUEST_CAPACITY,
+    })
 }
 
 /// A 3.1.1 ClientId (the broker cannot assign one there): the Endpoint ID made unique per
@@ -253,19 +212,13 @@ async fn run(
         outgoing,
         ready.subscribe(),
     ));
-    // rumqttc (re)connects inside `poll`; the sockets open before are not its socket.
-    let mut before = FdSnapshot::take();
-    // Holds a duplicate of the event loop's socket: dropped as soon as that socket is.
-    let mut quickack: Option<QuickAck> = None;
     loop {
-        let packet = match poll(&mut event_loop).await {
+        let packet = match event_loop.poll().await {
             Ok(packet) => packet,
             Err(reason) => {
-                quickack = None;
-                before = FdSnapshot::take();
                 ready.send_replace(false);
                 if let Some(first) = first.take() {
-                    drop(first.send(Err(reason)));
+                    drop(first.send(Err(reason.into())));
                     return;
                 }
                 tracing::warn!(%reason, "MQTT connection lost; reconnecting");
@@ -274,32 +227,38 @@ async fn run(
             }
         };
         match packet {
-            Packet::ConnAck(Ok(())) => {
-                quickack = match QuickAck::find(&before, endpoint.port) {
-                    Ok(q) => Some(q),
-                    Err(err) => {
-                        tracing::debug!(%err, "TCP quick ACKs unavailable on this connection");
-                        None
-                    }
-                };
-                if let Err(reason) = client.subscribe(&endpoint.filter(), endpoint.qos).await {
+            Incoming::ConnAck {
+                refused: None,
+                quick_ack,
+                ..
+            } => {
+                if let Some(err) = quick_ack {
+                    tracing::debug!(%err, "TCP quick ACKs unavailable on this connection");
+                }
+                if let Err(reason) = client.subscribe(&[endpoint.filter()], endpoint.qos()).await {
                     tracing::warn!(%reason, "MQTT SUBSCRIBE could not be queued");
                 }
             }
-            Packet::ConnAck(Err(reason)) => match first.take() {
-                Some(first) => {
-                    drop(first.send(Err(reason)));
-                    return;
+            Incoming::ConnAck {
+                refused: Some(code),
+                ..
+            } => {
+                let reason = MqttLinkError::Refused(code);
+                match first.take() {
+                    Some(first) => {
+                        drop(first.send(Err(reason)));
+                        return;
+                    }
+                    None => tracing::warn!(%reason, "broker refused CONNECT"),
                 }
-                None => tracing::warn!(%reason, "broker refused CONNECT"),
-            },
-            Packet::SubAck(true) => {
+            }
+            Incoming::SubAck(granted) if granted.iter().all(|g| *g) => {
                 ready.send_replace(true);
                 if let Some(first) = first.take() {
                     drop(first.send(Ok(())));
                 }
             }
-            Packet::SubAck(false) => match first.take() {
+            Incoming::SubAck(_) => match first.take() {
                 Some(first) => {
                     let reason = MqttLinkError::SubscribeRefused(endpoint.own_topic.clone());
                     drop(first.send(Err(reason)));
@@ -307,19 +266,15 @@ async fn run(
                 }
                 None => tracing::warn!("broker refused SUBSCRIBE"),
             },
-            Packet::Publish(payload) => {
+            Incoming::Publish { payload, .. } => {
                 if incoming.send(payload).await.is_err() {
                     return;
                 }
             }
-            Packet::Unanswered => {
-                if let Some(q) = &quickack
-                    && let Err(err) = q.rearm()
-                {
-                    tracing::debug!(%err, "no quick ACK");
-                }
-            }
-            Packet::Other => {}
+            Incoming::BrokerDisconnect(_)
+            | Incoming::DisconnectSent
+            | Incoming::Unanswered
+            | Incoming::Other => {}
         }
     }
 }
@@ -339,119 +294,15 @@ async fn publish(
         let Some(record) = outgoing.recv().await else {
             return;
         };
-        if let Err(reason) = client.publish(&topic, &endpoint, record).await {
+        let properties = PublishProperties {
+            response_topic: Some(endpoint.own_topic.clone()),
+            content_type: Some(CONTENT_TYPE.to_string()),
+        };
+        let sent = client
+            .publish(&topic, endpoint.qos(), record, properties)
+            .await;
+        if let Err(reason) = sent {
             tracing::warn!(%reason, "MQTT PUBLISH failed; record dropped");
-        }
-    }
-}
-
-fn qos(level: u8) -> (rumqttc::QoS, rumqttc::v5::mqttbytes::QoS) {
-    match level {
-        0 => (
-            rumqttc::QoS::AtMostOnce,
-            rumqttc::v5::mqttbytes::QoS::AtMostOnce,
-        ),
-        _ => (
-            rumqttc::QoS::AtLeastOnce,
-            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-        ),
-    }
-}
-
-impl Client {
-    async fn subscribe(&self, topic: &str, level: u8) -> Result<(), MqttLinkError> {
-        let (q4, q5) = qos(level);
-        match self {
-            Client::V4(c) => c.subscribe(topic, q4).await.map_err(client_error),
-            Client::V5(c) => c.subscribe(topic, q5).await.map_err(client5_error),
-        }
-    }
-
-    async fn publish(
-        &self,
-        topic: &str,
-        endpoint: &MqttEndpoint,
-        record: Vec<u8>,
-    ) -> Result<(), MqttLinkError> {
-        let (q4, q5) = qos(endpoint.qos);
-        match self {
-            Client::V4(c) => c
-                .publish(topic, q4, false, record)
-                .await
-                .map_err(client_error),
-            Client::V5(c) => {
-                let props = p5::PublishProperties {
-                    response_topic: Some(endpoint.own_topic.clone()),
-                    content_type: Some(CONTENT_TYPE.to_string()),
-                    ..Default::default()
-                };
-                c.publish_with_properties(topic, q5, false, record, props)
-                    .await
-                    .map_err(client5_error)
-            }
-        }
-    }
-}
-
-fn client_error(err: rumqttc::ClientError) -> MqttLinkError {
-    MqttLinkError::Client(Box::new(err))
-}
-
-fn client5_error(err: rumqttc::v5::ClientError) -> MqttLinkError {
-    MqttLinkError::Client5(Box::new(err))
-}
-
-async fn poll(event_loop: &mut Loop) -> Result<Packet, MqttLinkError> {
-    match event_loop {
-        Loop::V4(l) => {
-            use rumqttc::{Event, Packet as P};
-            let event = l
-                .poll()
-                .await
-                .map_err(|err| MqttLinkError::Connection(Box::new(err)))?;
-            Ok(match event {
-                Event::Incoming(P::ConnAck(ack)) => {
-                    Packet::ConnAck(if ack.code == rumqttc::ConnectReturnCode::Success {
-                        Ok(())
-                    } else {
-                        Err(MqttLinkError::Refused(format!("{:?}", ack.code)))
-                    })
-                }
-                Event::Incoming(P::SubAck(ack)) => Packet::SubAck(
-                    ack.return_codes
-                        .iter()
-                        .all(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))),
-                ),
-                Event::Incoming(P::Publish(p)) => Packet::Publish(p.payload),
-                Event::Incoming(P::PubAck(_) | P::PubComp(_) | P::PingResp) => Packet::Unanswered,
-                _ => Packet::Other,
-            })
-        }
-        Loop::V5(l) => {
-            use rumqttc::v5::Event;
-            let event = l
-                .poll()
-                .await
-                .map_err(|err| MqttLinkError::Connection5(Box::new(err)))?;
-            Ok(match event {
-                Event::Incoming(p5::Packet::ConnAck(ack)) => {
-                    Packet::ConnAck(if ack.code == p5::ConnectReturnCode::Success {
-                        Ok(())
-                    } else {
-                        Err(MqttLinkError::Refused(format!("{:?}", ack.code)))
-                    })
-                }
-                Event::Incoming(p5::Packet::SubAck(ack)) => Packet::SubAck(
-                    ack.return_codes
-                        .iter()
-                        .all(|c| matches!(c, p5::SubscribeReasonCode::Success(_))),
-                ),
-                Event::Incoming(p5::Packet::Publish(p)) => Packet::Publish(p.payload),
-                Event::Incoming(
-                    p5::Packet::PubAck(_) | p5::Packet::PubComp(_) | p5::Packet::PingResp(_),
-                ) => Packet::Unanswered,
-                _ => Packet::Other,
-            })
         }
     }
 }

@@ -10,20 +10,20 @@
 //! (R-MQTT.26a; see `topic`).
 //!
 //! Layout:
+//! - [`adapter`]: the one rumqttc client for 3.1.1 and 5.0 (options, requests, events, quick
+//!   ACKs), shared with the controller client.
 //! - `topic`: topic bookkeeping, no I/O.
 //! - [`quickack`]: immediate TCP ACKs on rumqttc's socket, so that a broker with Nagle's
 //!   algorithm on does not hold our next request behind a PUBACK's delayed ACK.
+//! - the module root: the MTP task (connection lifecycle, Records in and out).
 
+pub mod adapter;
 pub mod quickack;
 mod topic;
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::Bytes;
-use rumqttc::v5::mqttbytes::QoS as Q5;
-use rumqttc::v5::mqttbytes::v5 as p5;
-use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -32,8 +32,8 @@ use crate::config::{MqttConfig, MqttController, MqttVersion};
 use crate::event::{Dest, LinkInfo, PeerAuth};
 use crate::link::{Ctx, Outbound};
 use crate::records::{self, ConnectKind};
-use crate::tls::{self, SeenCertificate};
-use quickack::{FdSnapshot, QuickAck};
+use crate::tls::{self, SeenCertificate, TlsError};
+use adapter::{AdapterError, Client, Incoming, Loop, Options, PublishProperties};
 use topic::{Silenced, Topics};
 
 /// Records kept while the connection is down or not yet subscribed; older ones are dropped
@@ -42,9 +42,6 @@ const PENDING_LIMIT: usize = 256;
 
 /// Requests rumqttc buffers between this task and its event loop.
 const REQUEST_CAPACITY: usize = 64;
-
-/// Unacknowledged QoS 1 PUBLISHes at a time (MQTT 5; the broker may lower it further).
-pub const MAX_INFLIGHT: u16 = 256;
 
 /// How long a stopping MTP waits for its Disconnect Records and DISCONNECT to be written.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -60,264 +57,67 @@ const V311_HARD_LIMIT_FACTOR: usize = 4;
 /// R-MQTT.27/27a: the content types a USP Record may carry.
 const CONTENT_TYPES: [&str; 2] = ["usp.msg", "application/vnd.bbf.usp.msg"];
 
-/// One client of either protocol version.
-enum Client {
-    V4(rumqttc::AsyncClient),
-    V5(rumqttc::v5::AsyncClient),
-}
-
-/// The event loop matching a [`Client`].
-enum Loop {
-    V4(Box<rumqttc::EventLoop>),
-    V5(Box<rumqttc::v5::EventLoop>),
-}
-
-/// What the task needs from an incoming packet, for either version.
-enum Incoming {
-    ConnAck {
-        refused: Option<String>,
-        assigned_client_id: Option<String>,
-        response_information: Option<String>,
-        subscribe_topics: Vec<String>,
-    },
-    SubAck(Vec<bool>),
-    Publish {
-        topic: String,
-        payload: Bytes,
-        response_topic: Option<String>,
-        content_type: Option<String>,
-    },
-    DisconnectSent,
-    /// A packet we send nothing back for (PUBACK, PUBCOMP, PINGRESP): our ACK of it would wait
-    /// for the delayed-ACK timer (see [`quickack`]).
-    Unanswered,
-    Other,
-}
-
-fn qos(level: u8) -> (rumqttc::QoS, Q5) {
-    match level {
-        0 => (rumqttc::QoS::AtMostOnce, Q5::AtMostOnce),
-        2 => (rumqttc::QoS::ExactlyOnce, Q5::ExactlyOnce),
-        _ => (rumqttc::QoS::AtLeastOnce, Q5::AtLeastOnce),
-    }
-}
-
 /// A new client and event loop, and where the broker's certificate will be once TLS is up.
 fn connect(
     cfg: &MqttConfig,
     ctx: &Ctx,
     client_id: &str,
-) -> Result<(Client, Loop, Option<SeenCertificate>), String> {
-    let (transport, seen) = match &cfg.tls {
-        None => (Transport::Tcp, None),
+) -> Result<(Client, Loop, Option<SeenCertificate>), TlsError> {
+    let (tls, seen) = match &cfg.tls {
+        None => (None, None),
         Some(t) => {
-            let (config, seen) = tls::recording_client_config(t).map_err(|e| e.to_string())?;
-            (
-                Transport::tls_with_config(TlsConfiguration::Rustls(config)),
-                Some(seen),
-            )
+            let (config, seen) = tls::recording_client_config(t)?;
+            (Some(config), Some(seen))
         }
     };
-    let keep_alive = Duration::from_secs(u64::from(cfg.keep_alive_secs));
-    let max_packet = ctx.max_record_size.saturating_add(PACKET_OVERHEAD);
-    match cfg.protocol_version {
-        MqttVersion::V3_1_1 => {
-            // R-MQTT.8: 3.1.1 SHOULD use the Endpoint ID when no ClientID is configured.
-            let id = if client_id.is_empty() {
-                ctx.endpoint_id.as_str()
-            } else {
-                client_id
-            };
-            let mut opts = rumqttc::MqttOptions::new(id, &cfg.broker_address, cfg.broker_port);
-            let hard = ctx
-                .max_record_size
-                .saturating_mul(V311_HARD_LIMIT_FACTOR)
-                .saturating_add(PACKET_OVERHEAD);
-            opts.set_keep_alive(keep_alive)
-                .set_clean_session(true)
-                .set_max_packet_size(hard, max_packet)
-                .set_request_channel_capacity(REQUEST_CAPACITY)
-                .set_transport(transport);
-            if let (Some(u), Some(p)) = (&cfg.username, &cfg.password) {
-                opts.set_credentials(u, p);
-            } else if let Some(u) = &cfg.username {
-                opts.set_credentials(u, "");
-            }
-            let (c, mut l) = rumqttc::AsyncClient::new(opts, REQUEST_CAPACITY);
-            l.set_network_options(network_options());
-            Ok((Client::V4(c), Loop::V4(Box::new(l)), seen))
-        }
-        MqttVersion::V5 => {
-            let mut opts =
-                rumqttc::v5::MqttOptions::new(client_id, &cfg.broker_address, cfg.broker_port);
-            let mut props = p5::ConnectProperties::new();
-            props.request_response_info = Some(1);
-            props.max_packet_size = Some(u32::try_from(max_packet).unwrap_or(u32::MAX));
-            props.user_properties = vec![("usp-endpoint-id".to_string(), ctx.endpoint_id.clone())];
-            opts.set_keep_alive(keep_alive)
-                .set_clean_start(true)
-                .set_connect_properties(props)
-                .set_request_channel_capacity(REQUEST_CAPACITY)
-                // Unset, rumqttc sizes its in-flight table for 65 535 PUBLISHes (13 MB).
-                .set_outgoing_inflight_upper_limit(MAX_INFLIGHT)
-                .set_network_options(network_options())
-                .set_transport(transport);
-            if let Some(u) = &cfg.username {
-                opts.set_credentials(u, cfg.password.as_deref().unwrap_or(""));
-            }
-            let (c, l) = rumqttc::v5::AsyncClient::new(opts, REQUEST_CAPACITY);
-            Ok((Client::V5(c), Loop::V5(Box::new(l)), seen))
-        }
-    }
+    // R-MQTT.8: 3.1.1 SHOULD use the Endpoint ID when no ClientID is configured.
+    let client_id = if client_id.is_empty() && cfg.protocol_version == MqttVersion::V3_1_1 {
+        ctx.endpoint_id.as_str()
+    } else {
+        client_id
+    };
+    let options = Options {
+        host: cfg.broker_address.clone(),
+        port: cfg.broker_port,
+        version: cfg.protocol_version,
+        client_id: client_id.to_string(),
+        keep_alive: Duration::from_secs(u64::from(cfg.keep_alive_secs)),
+        clean_start: true,
+        credentials: cfg
+            .username
+            .as_ref()
+            .map(|u| (u.clone(), cfg.password.clone().unwrap_or_default())),
+        tls,
+        max_packet_size: ctx.max_record_size.saturating_add(PACKET_OVERHEAD),
+        v311_max_incoming: ctx
+            .max_record_size
+            .saturating_mul(V311_HARD_LIMIT_FACTOR)
+            .saturating_add(PACKET_OVERHEAD),
+        // R-MQTT.12/13: the Endpoint ID as a user property; ask for Response Information.
+        user_properties: vec![("usp-endpoint-id".to_string(), ctx.endpoint_id.clone())],
+        request_response_info: true,
+        max_inflight: adapter::MAX_INFLIGHT,
+        request_capacity: REQUEST_CAPACITY,
+    };
+    let (client, lp) = adapter::connect(&options);
+    Ok((client, lp, seen))
 }
 
-/// Records are small and each answer is awaited by its peer: Nagle's algorithm would hold every
-/// Record back for the broker's delayed ACK (40 ms per request on Linux). Shared with the
-/// controller client.
-pub fn network_options() -> rumqttc::NetworkOptions {
-    let mut network = rumqttc::NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    network
-}
-
-async fn poll(lp: &mut Loop) -> Result<Incoming, String> {
-    match lp {
-        Loop::V4(l) => {
-            use rumqttc::{Event, Outgoing, Packet};
-            match l.poll().await.map_err(|e| e.to_string())? {
-                Event::Incoming(Packet::ConnAck(ack)) => Ok(Incoming::ConnAck {
-                    refused: (ack.code != rumqttc::ConnectReturnCode::Success)
-                        .then(|| format!("{:?}", ack.code)),
-                    assigned_client_id: None,
-                    response_information: None,
-                    subscribe_topics: Vec::new(),
-                }),
-                Event::Incoming(Packet::SubAck(ack)) => Ok(Incoming::SubAck(
-                    ack.return_codes
-                        .iter()
-                        .map(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_)))
-                        .collect(),
-                )),
-                Event::Incoming(Packet::Publish(p)) => Ok(Incoming::Publish {
-                    topic: p.topic,
-                    payload: p.payload,
-                    response_topic: None,
-                    content_type: None,
-                }),
-                Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_) | Packet::PingResp) => {
-                    Ok(Incoming::Unanswered)
-                }
-                Event::Outgoing(Outgoing::Disconnect) => Ok(Incoming::DisconnectSent),
-                _ => Ok(Incoming::Other),
-            }
-        }
-        Loop::V5(l) => {
-            use rumqttc::Outgoing;
-            use rumqttc::v5::Event;
-            match l.poll().await.map_err(|e| e.to_string())? {
-                Event::Incoming(p5::Packet::ConnAck(ack)) => {
-                    let refused = (ack.code != p5::ConnectReturnCode::Success)
-                        .then(|| format!("{:?}", ack.code));
-                    let Some(props) = ack.properties else {
-                        return Ok(Incoming::ConnAck {
-                            refused,
-                            assigned_client_id: None,
-                            response_information: None,
-                            subscribe_topics: Vec::new(),
-                        });
-                    };
-                    Ok(Incoming::ConnAck {
-                        refused,
-                        assigned_client_id: props.assigned_client_identifier,
-                        response_information: props.response_information,
-                        subscribe_topics: props
-                            .user_properties
-                            .into_iter()
-                            .filter(|(k, _)| k == "subscribe-topic")
-                            .map(|(_, v)| v)
-                            .collect(),
-                    })
-                }
-                Event::Incoming(p5::Packet::SubAck(ack)) => Ok(Incoming::SubAck(
-                    ack.return_codes
-                        .iter()
-                        .map(|c| matches!(c, p5::SubscribeReasonCode::Success(_)))
-                        .collect(),
-                )),
-                Event::Incoming(p5::Packet::Publish(p)) => {
-                    let props = p.properties.unwrap_or_default();
-                    Ok(Incoming::Publish {
-                        topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                        payload: p.payload,
-                        response_topic: props.response_topic,
-                        content_type: props.content_type,
-                    })
-                }
-                Event::Incoming(p5::Packet::Disconnect(d)) => {
-                    Err(format!("broker disconnected: {:?}", d.reason_code))
-                }
-                Event::Incoming(
-                    p5::Packet::PubAck(_) | p5::Packet::PubComp(_) | p5::Packet::PingResp(_),
-                ) => Ok(Incoming::Unanswered),
-                Event::Outgoing(Outgoing::Disconnect) => Ok(Incoming::DisconnectSent),
-                _ => Ok(Incoming::Other),
-            }
-        }
-    }
-}
-
-impl Client {
-    fn subscribe(&self, filters: &[String]) -> Result<(), String> {
-        match self {
-            Client::V4(c) => c.try_subscribe_many(
-                filters
-                    .iter()
-                    .map(|f| rumqttc::SubscribeFilter::new(f.clone(), rumqttc::QoS::AtLeastOnce)),
-            ),
-            Client::V5(c) => {
-                return c
-                    .try_subscribe_many(
-                        filters
-                            .iter()
-                            .map(|f| p5::Filter::new(f.clone(), Q5::AtLeastOnce)),
-                    )
-                    .map_err(|e| e.to_string());
-            }
-        }
-        .map_err(|e| e.to_string())
-    }
-
-    fn publish(
-        &self,
-        topics: &Topics,
-        dest: &str,
-        qos_level: u8,
-        bytes: Vec<u8>,
-    ) -> Result<(), String> {
-        let (topic, response_topic) = topics.publish_target(dest);
-        let (q4, q5) = qos(qos_level);
-        match self {
-            Client::V4(c) => c
-                .try_publish(topic, q4, false, bytes)
-                .map_err(|e| e.to_string()),
-            Client::V5(c) => {
-                let props = p5::PublishProperties {
-                    response_topic,
-                    content_type: Some(CONTENT_TYPES[0].to_string()),
-                    ..Default::default()
-                };
-                c.try_publish_with_properties(topic, q5, false, bytes, props)
-                    .map_err(|e| e.to_string())
-            }
-        }
-    }
-
-    fn disconnect(&self) {
-        let _ = match self {
-            Client::V4(c) => c.try_disconnect().map_err(|e| e.to_string()),
-            Client::V5(c) => c.try_disconnect().map_err(|e| e.to_string()),
-        };
-    }
+/// Queues a PUBLISH of `bytes` to controller topic `dest` (R-MQTT.23/24/27: the reply-to as
+/// Response Topic or topic suffix, Content Type `usp.msg`).
+fn publish(
+    client: &Client,
+    topics: &Topics,
+    dest: &str,
+    qos_level: u8,
+    bytes: Vec<u8>,
+) -> Result<(), AdapterError> {
+    let (topic, response_topic) = topics.publish_target(dest);
+    let properties = PublishProperties {
+        response_topic,
+        content_type: Some(CONTENT_TYPES[0].to_string()),
+    };
+    client.try_publish(&topic, qos_level, bytes, properties)
 }
 
 /// How one connection ended.
@@ -401,12 +201,8 @@ async fn connection(
 ) -> Ended {
     let (client, mut lp, seen) = match connect(cfg, ctx, &carried.client_id) {
         Ok(parts) => parts,
-        Err(reason) => return Ended::Disabled(reason),
+        Err(reason) => return Ended::Disabled(reason.to_string()),
     };
-    // rumqttc opens its socket on the first poll: the sockets open now are not it.
-    let before = FdSnapshot::take();
-    // Dropped with `lp` when this function returns: it holds a duplicate of lp's socket.
-    let mut quickack: Option<QuickAck> = None;
     let mut topics = Topics::new(cfg);
     let mut info = LinkInfo::default();
     loop {
@@ -430,13 +226,17 @@ async fn connection(
                     keep(pending, out, ctx);
                 }
             }
-            incoming = poll(&mut lp) => match incoming {
-                Err(reason) => return Ended::Failed(reason),
+            incoming = lp.poll() => match incoming {
+                Err(reason) => return Ended::Failed(reason.to_string()),
                 Ok(Incoming::ConnAck { refused: Some(code), .. }) => {
                     return Ended::Failed(format!("broker refused the connection: {code}"));
                 }
-                Ok(Incoming::ConnAck { refused: None, assigned_client_id, response_information, subscribe_topics }) => {
-                    quickack = find_quickack(&before, cfg.broker_port, ctx);
+                Ok(Incoming::ConnAck { refused: None, assigned_client_id, response_information, subscribe_topics, quick_ack }) => {
+                    // Without quick ACKs the MTP still works, and a stock broker then delays the
+                    // request after each PUBACK (PublishQoS 1 or 2) by our delayed-ACK timer.
+                    if let Some(err) = quick_ack {
+                        tracing::info!(mtp = %ctx.name, %err, "TCP quick ACKs unavailable on this connection");
+                    }
                     if let Some(id) = assigned_client_id {
                         carried.client_id = id;
                     }
@@ -448,12 +248,12 @@ async fn connection(
                     info.response_information = response_information.clone();
                     match topics.on_connack(response_information.as_deref(), &subscribe_topics) {
                         Ok(filters) => {
-                            if let Err(err) = client.subscribe(&filters) {
+                            if let Err(err) = client.try_subscribe(&filters, 1) {
                                 return Ended::Failed(format!("SUBSCRIBE: {err}"));
                             }
                         }
                         Err(err) => {
-                            client.disconnect();
+                            let _ = client.try_disconnect();
                             return Ended::Disabled(err.to_string());
                         }
                     }
@@ -461,7 +261,7 @@ async fn connection(
                 Ok(Incoming::SubAck(granted)) => {
                     if let Err(err) = topics.on_suback(&granted) {
                         // R-MQTT.17: without a subscription the agent must not publish.
-                        client.disconnect();
+                        let _ = client.try_disconnect();
                         return Ended::Failed(err.to_string());
                     }
                     let reply_to = topics.reply_to().unwrap_or_default().to_string();
@@ -472,7 +272,7 @@ async fn connection(
                             &ctx.endpoint_id,
                             &c.endpoint_id,
                         );
-                        if let Err(err) = client.publish(&topics, &c.topic, cfg.publish_qos, record) {
+                        if let Err(err) = publish(&client, &topics, &c.topic, cfg.publish_qos, record) {
                             tracing::warn!(mtp = %ctx.name, %err, "MQTTConnect not queued");
                         }
                     }
@@ -513,27 +313,11 @@ async fn connection(
                         tracing::info!(mtp = %ctx.name, %topic, "PUBLISH dropped");
                     }
                 }
-                Ok(Incoming::Unanswered) => {
-                    if let Some(q) = &quickack
-                        && let Err(err) = q.rearm()
-                    {
-                        tracing::debug!(mtp = %ctx.name, %err, "no quick ACK");
-                    }
+                Ok(Incoming::BrokerDisconnect(code)) => {
+                    return Ended::Failed(format!("broker disconnected: {code}"));
                 }
-                Ok(Incoming::DisconnectSent | Incoming::Other) => {}
+                Ok(Incoming::Unanswered | Incoming::DisconnectSent | Incoming::Other) => {}
             },
-        }
-    }
-}
-
-/// The connection's socket for quick ACKs; without one the MTP still works, and a stock broker
-/// then delays the request after each PUBACK (PublishQoS 1 or 2) by our delayed-ACK timer.
-fn find_quickack(before: &FdSnapshot, port: u16, ctx: &Ctx) -> Option<QuickAck> {
-    match QuickAck::find(before, port) {
-        Ok(q) => Some(q),
-        Err(err) => {
-            tracing::info!(mtp = %ctx.name, %err, "TCP quick ACKs unavailable on this connection");
-            None
         }
     }
 }
@@ -558,7 +342,7 @@ fn send(
         tracing::warn!(mtp = %ctx.name, %dest, "controller's MQTT version does not match (R-MQTT.26a); record dropped");
         return;
     }
-    if let Err(err) = client.publish(topics, &dest, cfg.publish_qos, out.bytes) {
+    if let Err(err) = publish(client, topics, &dest, cfg.publish_qos, out.bytes) {
         tracing::warn!(mtp = %ctx.name, %err, %dest, "PUBLISH not queued");
     }
 }
@@ -575,12 +359,12 @@ async fn drain(
     if topics.ready() {
         for c in known.iter().filter(|c| !silenced.contains(&c.topic)) {
             let bye = records::disconnect(&ctx.endpoint_id, &c.endpoint_id, "MTP stopped");
-            let _ = client.publish(topics, &c.topic, 1, bye);
+            let _ = publish(client, topics, &c.topic, 1, bye);
         }
     }
-    client.disconnect();
+    let _ = client.try_disconnect();
     let _ = tokio::time::timeout(DRAIN, async {
-        while let Ok(ev) = poll(lp).await {
+        while let Ok(ev) = lp.poll().await {
             if matches!(ev, Incoming::DisconnectSent) {
                 break;
             }

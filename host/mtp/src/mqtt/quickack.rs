@@ -20,8 +20,8 @@
 //! the connection works as before, without quick ACKs.
 //!
 //! The duplicate keeps the socket open: a [`QuickAck`] must be dropped together with the event
-//! loop whose socket it holds (the MQTT task and the controller client both drop them together
-//! when the connection ends).
+//! loop whose socket it holds ([`super::adapter::Loop`] holds both, and drops the duplicate as
+//! soon as its connection fails).
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
