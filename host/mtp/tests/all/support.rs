@@ -2,7 +2,7 @@
 //! certificates from rcgen, Records, and bounded waits for MTP events.
 
 use std::io::Write as _;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,10 +27,7 @@ pub fn init_tracing() {
 
 /// A port that was free a moment ago (brokers need a number before they start).
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    usp_testkit::free_port().expect("bind an ephemeral port")
 }
 
 /// A NoSessionContext Record carrying `payload`.
@@ -85,13 +82,7 @@ pub fn wait_for_port(port: u16, limit: Duration) {
 
 /// Finds a broker binary; CI installs it with tests/services/install.sh, so missing is a failure.
 fn binary(name: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{name} is not installed: run tests/services/install.sh");
+    usp_testkit::system_binary(name).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// A CA, a server certificate for 127.0.0.1/localhost, and client certificates whose

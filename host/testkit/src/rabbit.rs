@@ -10,13 +10,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
-use super::harness::{free_port, system_binary, wait_tcp};
+use crate::{free_port, system_binary, wait_tcp};
 
 /// How long the node may take to open its STOMP port (about 25 s on a loaded 2-core machine).
 const BOOT_LIMIT: Duration = Duration::from_secs(120);
 
 /// The environment variable whose value marks this node's processes.
-const MARKER: &str = "USP_E2E_BROKER";
+const MARKER: &str = "USP_TESTKIT_BROKER";
 
 /// A running RabbitMQ node; the default user `guest`/`guest` may log in over loopback.
 pub struct Rabbit {
