@@ -1,7 +1,7 @@
 //! A stock mosquitto broker on loopback ports, owned by one test: started, killed (SIGKILL)
 //! and started again on the same port and configuration; killed when dropped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -40,22 +40,73 @@ impl Mosquitto {
         Ok(broker)
     }
 
+    /// Starts a broker on a free port whose listener speaks TLS with the server certificate
+    /// `cert`/`key` (clients may present one chaining to `ca`, but need not).
+    pub async fn start_tls(ca: &Path, cert: &Path, key: &Path) -> anyhow::Result<Mosquitto> {
+        let tls = format!(
+            "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate false\n",
+            ca.display(),
+            cert.display(),
+            key.display()
+        );
+        let mut broker = Mosquitto::configure_with(free_port()?, None, &tls, |_| {
+            Ok("allow_anonymous true\n".into())
+        })?;
+        broker.launch().await?;
+        Ok(broker)
+    }
+
+    /// Starts a broker on a free port that admits only `user` with `password`.
+    pub async fn start_with_login(user: &str, password: &str) -> anyhow::Result<Mosquitto> {
+        let mut broker = Mosquitto::configure_with(free_port()?, None, "", |dir| {
+            let file = dir.join("passwords");
+            let status = std::process::Command::new(system_binary("mosquitto_passwd")?)
+                .args(["-b", "-c"])
+                .arg(&file)
+                .args([user, password])
+                .status()
+                .context("cannot run mosquitto_passwd")?;
+            if !status.success() {
+                bail!("mosquitto_passwd failed ({status})");
+            }
+            Ok(format!(
+                "allow_anonymous false\npassword_file {}\n",
+                file.display()
+            ))
+        })?;
+        broker.launch().await?;
+        Ok(broker)
+    }
+
     /// Writes the configuration for `port` without starting the broker.
     pub fn configure(port: u16) -> anyhow::Result<Mosquitto> {
         Mosquitto::configure_listeners(port, None)
     }
 
     fn configure_listeners(port: u16, ws_port: Option<u16>) -> anyhow::Result<Mosquitto> {
+        Mosquitto::configure_with(port, ws_port, "", |_| Ok("allow_anonymous true\n".into()))
+    }
+
+    /// Writes the configuration: the MQTT listener on `port` with `listener_extra` (its TLS
+    /// settings), a WebSocket listener on `ws_port`, and the access lines `access` writes given
+    /// the broker's directory.
+    fn configure_with(
+        port: u16,
+        ws_port: Option<u16>,
+        listener_extra: &str,
+        access: impl FnOnce(&Path) -> anyhow::Result<String>,
+    ) -> anyhow::Result<Mosquitto> {
         let dir = tempfile::tempdir()?;
         let conf = dir.path().join("mosquitto.conf");
         let websockets = ws_port
             .map(|ws| format!("listener {ws} 127.0.0.1\nprotocol websockets\n"))
             .unwrap_or_default();
+        let access = access(dir.path())?;
         // `user root` keeps mosquitto from switching to a `mosquitto` user that may not exist.
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\n{websockets}allow_anonymous true\npersistence false\n\
+                "listener {port} 127.0.0.1\n{listener_extra}{websockets}{access}persistence false\n\
                  user root\nlog_dest none\n"
             ),
         )?;

@@ -1,9 +1,9 @@
-//! Test harness: real brokers (mosquitto, RabbitMQ with STOMP) on free loopback ports, test
-//! certificates from rcgen, Records, and bounded waits for MTP events.
+//! Test harness: RabbitMQ with STOMP (and its TLS listener) on free loopback ports, test
+//! certificates from rcgen, Records, and bounded waits for MTP events. Free ports, broker
+//! binaries and mosquitto come from `usp-testkit`.
 
-use std::io::Write as _;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -159,104 +159,6 @@ impl Certs {
             key_file: Some(self.path("server.key")),
             server_name: None,
         }
-    }
-}
-
-/// A mosquitto broker on a loopback port, killed on drop.
-pub struct Mosquitto {
-    pub port: u16,
-    child: Child,
-    conf: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Starts a broker; with `certs`, the listener speaks TLS.
-    pub fn start(certs: Option<&Certs>) -> Mosquitto {
-        Self::start_on(free_port(), certs)
-    }
-
-    pub fn start_on(port: u16, certs: Option<&Certs>) -> Mosquitto {
-        Self::launch(port, certs, None)
-    }
-
-    /// Starts a broker that admits only `user` with `password`.
-    pub fn start_with_login(user: &str, password: &str) -> Mosquitto {
-        Self::launch(free_port(), None, Some((user, password)))
-    }
-
-    fn launch(port: u16, certs: Option<&Certs>, login: Option<(&str, &str)>) -> Mosquitto {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("mosquitto.conf");
-        let mut f = std::fs::File::create(&conf).expect("conf");
-        writeln!(f, "listener {port} 127.0.0.1").expect("conf");
-        writeln!(f, "persistence false\nuser root").expect("conf");
-        match login {
-            None => writeln!(f, "allow_anonymous true").expect("conf"),
-            Some((user, password)) => {
-                let file = dir.path().join("passwords");
-                let status = Command::new(binary("mosquitto_passwd"))
-                    .args(["-b", "-c"])
-                    .arg(&file)
-                    .args([user, password])
-                    .status()
-                    .expect("mosquitto_passwd");
-                assert!(status.success(), "mosquitto_passwd failed");
-                writeln!(f, "allow_anonymous false\npassword_file {}", file.display())
-                    .expect("conf");
-            }
-        }
-        if let Some(c) = certs {
-            writeln!(
-                f,
-                "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate false",
-                c.path("ca.pem").display(),
-                c.path("server.pem").display(),
-                c.path("server.key").display()
-            )
-            .expect("conf");
-        }
-        drop(f);
-        let mut m = Mosquitto {
-            port,
-            child: spawn_mosquitto(&conf),
-            conf,
-            _dir: dir,
-        };
-        wait_for_port(port, Duration::from_secs(10));
-        if let Some(status) = m.child.try_wait().expect("wait") {
-            panic!("mosquitto exited: {status}");
-        }
-        m
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts the broker again on the same port with the same configuration.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.child = spawn_mosquitto(&self.conf);
-        wait_for_port(self.port, Duration::from_secs(10));
-    }
-}
-
-fn spawn_mosquitto(conf: &Path) -> Child {
-    Command::new(binary("mosquitto"))
-        .arg("-c")
-        .arg(conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto")
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
