@@ -5,8 +5,8 @@
 //! mid-run, and a TLS certificate that does not name the `from_id`.
 //!
 //! Layout:
-//! - `harness`: mosquitto, the agent process and its configuration, certificates.
-//! - `rabbit`: RabbitMQ with its STOMP plugin.
+//! - `harness`: the agent process and its configuration, certificates; the brokers (mosquitto,
+//!   RabbitMQ with its STOMP plugin) from `usp-testkit`.
 //! - `peer`: links that send arbitrary bytes over WebSocket, UDS and MQTT.
 //! - `expect`: what a correct answer looks like.
 //! - `serving`: a controller on each MTP; the shipped example configuration.
@@ -26,6 +26,5 @@ pub(crate) mod harness;
 mod interop;
 mod latency;
 pub(crate) mod peer;
-mod rabbit;
 mod serving;
 mod tls;

@@ -1,99 +1,25 @@
-//! What the fault tests start and break: a mosquitto broker on a free loopback port, and the
-//! real `usp-agent` binary with a configuration written for the test (WebSocket server on a
-//! free port, optionally an MQTT MTP to the broker), both killable with SIGKILL and restartable
-//! on the same port and state directory.
+//! What the fault tests start and break: the real `usp-agent` binary with a configuration
+//! written for the test (WebSocket server on a free port, optionally an MQTT MTP to a broker),
+//! killable with SIGKILL and restartable on the same port and state directory. The broker is
+//! `usp_testkit::Mosquitto`.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use usp_controller::{
     AgentEvent, ControllerClient, ControllerOptions, Endpoint, MqttEndpoint, WsEndpoint,
 };
 use usp_mtp::MqttVersion;
+use usp_testkit::{free_port, wait_tcp};
 
 /// The agent's Endpoint ID in every fault test.
 pub const AGENT_ID: &str = "proto::fault-agent";
 /// The controllers the agent's factory-reset file trusts with full access.
 pub const CONTROLLERS: [&str; 2] = ["proto::fault-ctl-1", "proto::fault-ctl-2"];
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Waits until something accepts TCP connections on `port`.
-async fn wait_listening(port: u16, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!("nothing listens on port {port} after {limit:?}");
-        }
-        // Nothing to await: a listening socket sends no event to a process that is not yet
-        // connected.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A mosquitto broker owned by the test.
-pub struct Broker {
-    pub port: u16,
-    config: PathBuf,
-    child: Option<Child>,
-}
-
-impl Broker {
-    /// Starts mosquitto on a free port with a config in `dir`.
-    pub async fn start(dir: &Path) -> anyhow::Result<Broker> {
-        let port = free_port()?;
-        let config = dir.join("mosquitto.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest none\n"
-            ),
-        )?;
-        let mut broker = Broker {
-            port,
-            config,
-            child: None,
-        };
-        broker.restart().await?;
-        Ok(broker)
-    }
-
-    /// Starts the broker again on the same port.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start mosquitto (apt-get install mosquitto)")?;
-        self.child = Some(child);
-        wait_listening(self.port, Duration::from_secs(10)).await
-    }
-
-    /// SIGKILL, and wait until it is gone.
-    pub async fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await?;
-        }
-        Ok(())
-    }
-}
 
 /// The agent binary with its files in one directory.
 pub struct Agent {
@@ -155,7 +81,7 @@ impl Agent {
             .kill_on_drop(true)
             .spawn()?;
         self.child = Some(child);
-        wait_listening(self.ws_port, Duration::from_secs(20)).await
+        wait_tcp(self.ws_port, Duration::from_secs(20)).await
     }
 
     /// The agent's PID while it runs.

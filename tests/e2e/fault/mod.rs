@@ -20,7 +20,8 @@ use usp_codec::msg;
 use usp_codec::usp_proto::usp::{self, body::MsgBody, request::ReqType, response::RespType};
 use usp_controller::{AgentEvent, ControllerClient};
 
-use harness::{Agent, Broker};
+use harness::Agent;
+use usp_testkit::Mosquitto;
 
 /// Runs `body` with a time limit, so a hang fails the test instead of the CI job.
 async fn bounded<F: std::future::Future<Output = anyhow::Result<()>>>(
@@ -68,7 +69,7 @@ async fn broker_killed_and_restarted_mid_run_agent_reconnects_and_serves_again()
 -> anyhow::Result<()> {
     bounded(Duration::from_secs(40), async {
         let dir = tempfile::tempdir()?;
-        let mut broker = Broker::start(dir.path()).await?;
+        let mut broker = Mosquitto::start().await?;
         let mut agent = Agent::configure(dir.path(), Some(broker.port))?;
         agent.start().await?;
         let (client, mut events) = ControllerClient::connect(harness::mqtt_options(
@@ -88,7 +89,7 @@ async fn broker_killed_and_restarted_mid_run_agent_reconnects_and_serves_again()
             "a request answered with the broker down"
         );
         while events.try_recv().is_ok() {}
-        broker.restart().await?;
+        broker.launch().await?;
         // R-MTP.6/8: the agent re-sends its MQTTConnect record after reconnecting.
         let connect = tokio::time::timeout(Duration::from_secs(15), async {
             while let Some(event) = events.recv().await {

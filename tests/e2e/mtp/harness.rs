@@ -1,17 +1,18 @@
-//! What the MTP tests start: a mosquitto broker on a free loopback port (stopped by PID, and
-//! restartable on the same port), the real `usp-agent` binary with a configuration written for
-//! the test (WebSocket server on a free port, UDS socket in the test's directory, optional MQTT
+//! What the MTP tests start: the real `usp-agent` binary with a configuration written for the
+//! test (WebSocket server on a free port, UDS socket in the test's directory, optional MQTT
 //! MTPs, an optional STOMP MTP and TLS), and the certificates the TLS tests need. Every wait has
-//! a deadline. RabbitMQ for the STOMP MTP is in `rabbit`.
+//! a deadline. The brokers (mosquitto, RabbitMQ for the STOMP MTP) and the port helpers come from
+//! `usp-testkit`, re-exported here.
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
+use usp_testkit::wait_unix;
+pub use usp_testkit::{Mosquitto, free_port, wait_tcp};
 
 /// The agent's Endpoint ID in every MTP test.
 pub const AGENT_ID: &str = "proto::mtp-e2e-agent";
@@ -50,147 +51,6 @@ pub async fn bounded_by(
     tokio::time::timeout(limit, body)
         .await
         .with_context(|| format!("the test did not finish within {limit:?}"))?
-}
-
-/// A loopback port nobody listens on right now.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Polls `ready` every 10 ms until it holds, for at most `limit`. Used only where no event
-/// exists to await: a socket that starts listening tells a process that is not connected
-/// nothing.
-async fn poll_until<F: Future<Output = bool>>(
-    what: &str,
-    limit: Duration,
-    mut ready: impl FnMut() -> F,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while !ready().await {
-        if Instant::now() >= deadline {
-            bail!("{what} not ready after {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(())
-}
-
-/// Waits until something accepts TCP connections on loopback `port`.
-pub async fn wait_tcp(port: u16, limit: Duration) -> anyhow::Result<()> {
-    poll_until(&format!("TCP port {port}"), limit, || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await
-}
-
-/// Waits until something accepts connections on the Unix socket `path`.
-pub async fn wait_unix(path: &Path, limit: Duration) -> anyhow::Result<()> {
-    poll_until(
-        &format!("socket {}", path.display()),
-        limit,
-        || async move { tokio::net::UnixStream::connect(path).await.is_ok() },
-    )
-    .await
-}
-
-/// A Debian system binary: on `PATH` or in `/usr/sbin`. A missing one fails the test (the test
-/// command installs it: tests/services/install.sh).
-pub fn system_binary(name: &str) -> anyhow::Result<PathBuf> {
-    let dirs = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&dirs)
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|path| path.is_file())
-        .with_context(|| format!("{name} is not installed (run tests/services/install.sh)"))
-}
-
-/// A mosquitto broker owned by the test, on a loopback port.
-pub struct Mosquitto {
-    /// The broker's port.
-    pub port: u16,
-    /// The port of its MQTT-over-WebSocket listener, if it has one.
-    pub ws_port: Option<u16>,
-    conf: PathBuf,
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Starts a broker on a free port.
-    pub async fn start() -> anyhow::Result<Mosquitto> {
-        let mut broker = Mosquitto::configure(free_port()?)?;
-        broker.launch().await?;
-        Ok(broker)
-    }
-
-    /// Starts a broker on a free port with a second, MQTT-over-WebSocket listener on another
-    /// (for controllers that reach the broker over WebSocket).
-    pub async fn start_with_websockets() -> anyhow::Result<Mosquitto> {
-        let mut broker = Mosquitto::configure_listeners(free_port()?, Some(free_port()?))?;
-        broker.launch().await?;
-        if let Some(ws_port) = broker.ws_port {
-            wait_tcp(ws_port, Duration::from_secs(10)).await?;
-        }
-        Ok(broker)
-    }
-
-    /// Writes the configuration for `port` without starting the broker.
-    pub fn configure(port: u16) -> anyhow::Result<Mosquitto> {
-        Mosquitto::configure_listeners(port, None)
-    }
-
-    fn configure_listeners(port: u16, ws_port: Option<u16>) -> anyhow::Result<Mosquitto> {
-        let dir = tempfile::tempdir()?;
-        let conf = dir.path().join("mosquitto.conf");
-        let websockets = ws_port
-            .map(|ws| format!("listener {ws} 127.0.0.1\nprotocol websockets\n"))
-            .unwrap_or_default();
-        // `user root` keeps mosquitto from switching to a `mosquitto` user that may not exist.
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\n{websockets}allow_anonymous true\npersistence false\n\
-                 user root\nlog_dest none\n"
-            ),
-        )?;
-        Ok(Mosquitto {
-            port,
-            ws_port,
-            conf,
-            child: None,
-            _dir: dir,
-        })
-    }
-
-    /// Starts (or restarts) the broker and waits until it accepts connections.
-    pub async fn launch(&mut self) -> anyhow::Result<()> {
-        self.kill().await?;
-        let mut child = Command::new(system_binary("mosquitto")?)
-            .arg("-c")
-            .arg(&self.conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start mosquitto")?;
-        let ready = wait_tcp(self.port, Duration::from_secs(10)).await;
-        if let Ok(Some(status)) = child.try_wait() {
-            bail!("mosquitto exited at start ({status})");
-        }
-        self.child = Some(child);
-        ready
-    }
-
-    /// SIGKILL, and wait until the process is gone.
-    pub async fn kill(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await?;
-        }
-        Ok(())
-    }
 }
 
 /// An agent MQTT MTP in a test configuration.

@@ -20,8 +20,8 @@ use super::harness::{
     CONTROLLER_TOPIC, Mosquitto, MqttMtp, Setup, bounded, bounded_by, free_port,
 };
 use super::peer::{Link, UdsLink, WsLink, get_record, recv_msg, recv_msg_from};
-use super::rabbit::Rabbit;
 use crate::support::uspctl;
+use usp_testkit::Rabbit;
 
 /// Asks `client` for `Device.DeviceInfo.` and checks the answer.
 async fn device_info(client: &ControllerClient) -> anyhow::Result<()> {

@@ -19,7 +19,9 @@ use usp_mtp::{
     MqttVersion, MtpConfig, MtpEvent, MtpSettings, Mtps, PeerAuth, TlsConfig, TransportConfig,
 };
 
-use crate::support::{self, AGENT, CONTROLLER, Mosquitto};
+use usp_testkit::Mosquitto;
+
+use crate::support::{self, AGENT, CONTROLLER};
 
 const AGENT_TOPIC: &str = "usp/agent";
 const CONTROLLER_TOPIC: &str = "usp/controller";
@@ -193,7 +195,7 @@ fn assert_mqtt_connect(bytes: &[u8], version: WireVersion) {
 
 #[tokio::test]
 async fn mqtt5_connect_record_request_reply_and_notify() {
-    let broker = Mosquitto::start(None);
+    let broker = Mosquitto::start().await.expect("mosquitto");
     let mut ctl = Ctl5::connect(broker.port, "ctl5", &[CONTROLLER_TOPIC, "ctl/replies"]).await;
     let (mtps, mut rx) = start(settings(vec![(
         "mqtt",
@@ -255,7 +257,7 @@ async fn mqtt5_connect_record_request_reply_and_notify() {
 
 #[tokio::test]
 async fn mqtt311_uses_reply_to_topic_suffix() {
-    let broker = Mosquitto::start(None);
+    let broker = Mosquitto::start().await.expect("mosquitto");
     let mut ctl = Ctl5::connect(broker.port, "ctl311", &["usp/controller/#"]).await;
     let (mtps, mut rx) = start(settings(vec![(
         "mqtt",
@@ -291,7 +293,7 @@ async fn mqtt311_uses_reply_to_topic_suffix() {
 #[tokio::test]
 async fn requests_without_reply_to_are_answered_on_the_data_model_topic_which_may_change_live() {
     const DM_CONTROLLER: &str = "proto::dm-controller";
-    let broker = Mosquitto::start(None);
+    let broker = Mosquitto::start().await.expect("mosquitto");
     for version in [MqttVersion::V5, MqttVersion::V3_1_1] {
         let mut ctl = Ctl5::connect(broker.port, "ctl-dm", &["dm/#"]).await;
         let directory = ControllerDirectory::new();
@@ -365,7 +367,13 @@ async fn requests_without_reply_to_are_answered_on_the_data_model_topic_which_ma
 #[tokio::test]
 async fn mqtt_over_tls_both_versions() {
     let certs = support::Certs::new();
-    let broker = Mosquitto::start(Some(&certs));
+    let broker = Mosquitto::start_tls(
+        &certs.path("ca.pem"),
+        &certs.path("server.pem"),
+        &certs.path("server.key"),
+    )
+    .await
+    .expect("mosquitto");
     let tls = certs.client(None);
     for (i, version) in [MqttVersion::V5, MqttVersion::V3_1_1]
         .into_iter()
@@ -434,13 +442,14 @@ async fn mqtt_broker_down_at_start_then_up() {
         matches!(e, MtpEvent::Down { .. }).then_some(())
     })
     .await;
-    let _broker = Mosquitto::start_on(port, None);
+    let mut broker = Mosquitto::configure(port).expect("mosquitto configuration");
+    broker.launch().await.expect("mosquitto");
     up(&mut rx, "mqtt").await;
 }
 
 #[tokio::test]
 async fn mqtt_broker_restart_reconnects_and_resends_connect_record() {
-    let mut broker = Mosquitto::start(None);
+    let mut broker = Mosquitto::start().await.expect("mosquitto");
     let mut cfg = mqtt(broker.port, MqttVersion::V5, None);
     // Waits of exactly 5 s leave the controller time to subscribe after the restart.
     cfg.connect_retry_time = 5;
@@ -448,12 +457,12 @@ async fn mqtt_broker_restart_reconnects_and_resends_connect_record() {
     let (mtps, mut rx) = start(settings(vec![("mqtt", cfg)]));
     up(&mut rx, "mqtt").await;
 
-    broker.kill();
+    broker.kill().await.expect("kill mosquitto");
     support::wait_for(&mut rx, "down", |e| {
         matches!(e, MtpEvent::Down { .. }).then_some(())
     })
     .await;
-    broker.restart();
+    broker.launch().await.expect("restart mosquitto");
     let mut ctl = Ctl5::connect(broker.port, "ctl-r", &[CONTROLLER_TOPIC, "ctl/replies"]).await;
     up(&mut rx, "mqtt").await;
     assert_mqtt_connect(&ctl.next().await.payload, WireVersion::V5);
@@ -471,7 +480,7 @@ async fn mqtt_broker_restart_reconnects_and_resends_connect_record() {
 
 #[tokio::test]
 async fn unreachable_second_client_does_not_disturb_the_first() {
-    let broker = Mosquitto::start(None);
+    let broker = Mosquitto::start().await.expect("mosquitto");
     let mut ctl = Ctl5::connect(broker.port, "ctl-2", &[CONTROLLER_TOPIC, "ctl/replies"]).await;
     let dead = mqtt(support::free_port(), MqttVersion::V5, None);
     let (mtps, mut rx) = start(settings(vec![
@@ -496,8 +505,8 @@ async fn unreachable_second_client_does_not_disturb_the_first() {
 
 #[tokio::test]
 async fn update_moves_the_client_to_a_new_broker() {
-    let a = Mosquitto::start(None);
-    let b = Mosquitto::start(None);
+    let a = Mosquitto::start().await.expect("mosquitto");
+    let b = Mosquitto::start().await.expect("mosquitto");
     let mut ctl_a = Ctl5::connect(a.port, "ctl-a", &[CONTROLLER_TOPIC]).await;
     let mut ctl_b = Ctl5::connect(b.port, "ctl-b", &[CONTROLLER_TOPIC]).await;
     let (mtps, mut rx) = start(settings(vec![(
@@ -533,7 +542,7 @@ async fn update_moves_the_client_to_a_new_broker() {
 
 #[tokio::test]
 async fn mqtt_malformed_and_oversize_payloads_are_dropped() {
-    let broker = Mosquitto::start(None);
+    let broker = Mosquitto::start().await.expect("mosquitto");
     for version in [MqttVersion::V5, MqttVersion::V3_1_1] {
         let mut ctl = Ctl5::connect(broker.port, "ctl-m", &["usp/controller/#"]).await;
         let (mtps, mut rx) = start(settings(vec![("mqtt", mqtt(broker.port, version, None))]));
@@ -576,7 +585,9 @@ async fn mqtt_malformed_and_oversize_payloads_are_dropped() {
 
 #[tokio::test]
 async fn mqtt_username_and_password_are_sent() {
-    let broker = Mosquitto::start_with_login("agent", "s3cret");
+    let broker = Mosquitto::start_with_login("agent", "s3cret")
+        .await
+        .expect("mosquitto");
     let mut good = mqtt(broker.port, MqttVersion::V5, None);
     good.username = Some("agent".into());
     good.password = Some("s3cret".into());

@@ -4,6 +4,7 @@
 //! independent of the crate's codec.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -14,7 +15,9 @@ use usp_mtp::{
     StompController, TransportConfig,
 };
 
-use crate::support::{self, AGENT, CONTROLLER, Rabbit};
+use usp_testkit::Rabbit;
+
+use crate::support::{self, AGENT, CONTROLLER};
 
 const AGENT_DEST: &str = "/queue/usp-agent";
 const CONTROLLER_DEST: &str = "/queue/usp-controller";
@@ -230,7 +233,10 @@ async fn record(rx: &mut mpsc::Receiver<MtpEvent>) -> usp_mtp::InboundRecord {
 async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     support::init_tracing();
     let certs = support::Certs::new();
-    let rabbit = Rabbit::prepare(Some(&certs));
+    let server_files = ["ca.pem", "server.pem", "server.key"].map(|f| certs.path(f));
+    let rabbit = Rabbit::prepare(Some(server_files.each_ref().map(PathBuf::as_path)))
+        .await
+        .expect("prepare RabbitMQ");
     let port = rabbit.stomp_port;
     let mut over_tls = stomp(rabbit.stomp_tls_port.unwrap());
     over_tls.tls = Some(certs.client(None));
@@ -266,13 +272,8 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     );
     // Broker down at start: the MTP reports it and keeps retrying.
     down(&mut rx, "stomp").await;
-    let rabbit = tokio::task::spawn_blocking(move || {
-        let mut rabbit = rabbit;
-        rabbit.launch();
-        rabbit
-    })
-    .await
-    .unwrap();
+    let mut rabbit = rabbit;
+    rabbit.launch().await.expect("start RabbitMQ");
     let info = up_all(&mut rx).await;
     assert_eq!(info.reply_to.as_deref(), Some(AGENT_DEST));
     // The broker's ERROR frame (bad login) ends that connection; the others are unaffected.
@@ -355,13 +356,8 @@ async fn stomp_against_rabbitmq_from_cold_start_through_restart() {
     .await
     .unwrap();
     down(&mut rx, "stomp").await;
-    let rabbit = tokio::task::spawn_blocking(move || {
-        let mut rabbit = rabbit;
-        rabbit.launch();
-        rabbit
-    })
-    .await
-    .unwrap();
+    let mut rabbit = rabbit;
+    rabbit.launch().await.expect("start RabbitMQ");
     up_all(&mut rx).await;
     let mut ctl = Ctl::connect(port).await;
     assert_stomp_connect(&ctl.message().await);

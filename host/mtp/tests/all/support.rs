@@ -1,11 +1,8 @@
-//! Test harness: real brokers (mosquitto, RabbitMQ with STOMP) on free loopback ports, test
-//! certificates from rcgen, Records, and bounded waits for MTP events.
+//! Test harness: test certificates from rcgen, Records, free ports, and bounded waits for MTP
+//! events. The brokers (mosquitto, RabbitMQ with STOMP) come from `usp-testkit`.
 
-use std::io::Write as _;
-use std::net::{Ipv4Addr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use prost::Message as _;
 use tokio::sync::mpsc;
@@ -27,10 +24,7 @@ pub fn init_tracing() {
 
 /// A port that was free a moment ago (brokers need a number before they start).
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    usp_testkit::free_port().expect("bind an ephemeral port")
 }
 
 /// A NoSessionContext Record carrying `payload`.
@@ -69,29 +63,6 @@ pub async fn wait_for<T>(
             Err(_) => panic!("timed out waiting for {what}"),
         }
     }
-}
-
-/// Waits until a TCP port accepts connections.
-pub fn wait_for_port(port: u16, limit: Duration) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-        assert!(
-            start.elapsed() < limit,
-            "port {port} did not open within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Finds a broker binary; CI installs it with tests/services/install.sh, so missing is a failure.
-fn binary(name: &str) -> PathBuf {
-    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("{name} is not installed: run tests/services/install.sh");
 }
 
 /// A CA, a server certificate for 127.0.0.1/localhost, and client certificates whose
@@ -168,240 +139,5 @@ impl Certs {
             key_file: Some(self.path("server.key")),
             server_name: None,
         }
-    }
-}
-
-/// A mosquitto broker on a loopback port, killed on drop.
-pub struct Mosquitto {
-    pub port: u16,
-    child: Child,
-    conf: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Starts a broker; with `certs`, the listener speaks TLS.
-    pub fn start(certs: Option<&Certs>) -> Mosquitto {
-        Self::start_on(free_port(), certs)
-    }
-
-    pub fn start_on(port: u16, certs: Option<&Certs>) -> Mosquitto {
-        Self::launch(port, certs, None)
-    }
-
-    /// Starts a broker that admits only `user` with `password`.
-    pub fn start_with_login(user: &str, password: &str) -> Mosquitto {
-        Self::launch(free_port(), None, Some((user, password)))
-    }
-
-    fn launch(port: u16, certs: Option<&Certs>, login: Option<(&str, &str)>) -> Mosquitto {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("mosquitto.conf");
-        let mut f = std::fs::File::create(&conf).expect("conf");
-        writeln!(f, "listener {port} 127.0.0.1").expect("conf");
-        writeln!(f, "persistence false\nuser root").expect("conf");
-        match login {
-            None => writeln!(f, "allow_anonymous true").expect("conf"),
-            Some((user, password)) => {
-                let file = dir.path().join("passwords");
-                let status = Command::new(binary("mosquitto_passwd"))
-                    .args(["-b", "-c"])
-                    .arg(&file)
-                    .args([user, password])
-                    .status()
-                    .expect("mosquitto_passwd");
-                assert!(status.success(), "mosquitto_passwd failed");
-                writeln!(f, "allow_anonymous false\npassword_file {}", file.display())
-                    .expect("conf");
-            }
-        }
-        if let Some(c) = certs {
-            writeln!(
-                f,
-                "cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate false",
-                c.path("ca.pem").display(),
-                c.path("server.pem").display(),
-                c.path("server.key").display()
-            )
-            .expect("conf");
-        }
-        drop(f);
-        let mut m = Mosquitto {
-            port,
-            child: spawn_mosquitto(&conf),
-            conf,
-            _dir: dir,
-        };
-        wait_for_port(port, Duration::from_secs(10));
-        if let Some(status) = m.child.try_wait().expect("wait") {
-            panic!("mosquitto exited: {status}");
-        }
-        m
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts the broker again on the same port with the same configuration.
-    pub fn restart(&mut self) {
-        self.kill();
-        self.child = spawn_mosquitto(&self.conf);
-        wait_for_port(self.port, Duration::from_secs(10));
-    }
-}
-
-fn spawn_mosquitto(conf: &Path) -> Child {
-    Command::new(binary("mosquitto"))
-        .arg("-c")
-        .arg(conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start mosquitto")
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A RabbitMQ node with the STOMP plugin on loopback ports, in a private directory; every
-/// process it starts (su, beam.smp, epmd, ...) is found by a marker in its environment and
-/// killed by PID on drop.
-pub struct Rabbit {
-    pub stomp_port: u16,
-    /// The STOMP-over-TLS port, when prepared with certificates.
-    pub stomp_tls_port: Option<u16>,
-    dir: PathBuf,
-    dist_port: u16,
-    epmd_port: u16,
-    /// The `rabbitmq-server` script process, reaped after its node is killed.
-    script: Option<Child>,
-}
-
-impl Rabbit {
-    /// Chooses ports and writes the configuration; [`Rabbit::launch`] starts the node. With
-    /// `certs` a second STOMP listener speaks TLS with the server certificate.
-    pub fn prepare(certs: Option<&Certs>) -> Rabbit {
-        let dir = tempfile::Builder::new()
-            .prefix("usp-rabbit")
-            .tempdir()
-            .expect("tempdir")
-            .keep();
-        let stomp_port = free_port();
-        for sub in ["mnesia", "log", "expand"] {
-            std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
-        }
-        std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_stomp].\n").expect("plugins");
-        let mut conf = format!(
-            "listeners.tcp.default = 127.0.0.1:{}\nstomp.listeners.tcp.1 = 127.0.0.1:{stomp_port}\nloopback_users = none\n",
-            free_port()
-        );
-        let stomp_tls_port = certs.map(|c| {
-            let port = free_port();
-            // Copied in so the broker's own user can read them.
-            for f in ["ca.pem", "server.pem", "server.key"] {
-                std::fs::copy(c.path(f), dir.join(f)).expect("copy certificate");
-            }
-            conf.push_str(&format!(
-                "stomp.listeners.ssl.1 = 127.0.0.1:{port}\nssl_options.cacertfile = {}\nssl_options.certfile = {}\nssl_options.keyfile = {}\nssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
-                dir.join("ca.pem").display(),
-                dir.join("server.pem").display(),
-                dir.join("server.key").display()
-            ));
-            port
-        });
-        std::fs::write(dir.join("rabbitmq.conf"), conf).expect("conf");
-        let status = Command::new("chown")
-            .args(["-R", "rabbitmq:rabbitmq"])
-            .arg(&dir)
-            .status()
-            .expect("chown");
-        assert!(status.success(), "chown of the RabbitMQ directory failed");
-        Rabbit {
-            stomp_port,
-            stomp_tls_port,
-            dir,
-            dist_port: free_port(),
-            epmd_port: free_port(),
-            script: None,
-        }
-    }
-
-    /// Starts the node and blocks until its STOMP port accepts connections (boot takes
-    /// several seconds).
-    pub fn launch(&mut self) {
-        let d = |s: &str| self.dir.join(s);
-        let script = Command::new(binary("rabbitmq-server"))
-            .current_dir(&self.dir)
-            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq"))
-            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
-            .env("RABBITMQ_LOG_BASE", d("log"))
-            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
-            .env("RABBITMQ_FEATURE_FLAGS_FILE", d("feature_flags"))
-            .env("RABBITMQ_PLUGINS_EXPAND_DIR", d("expand"))
-            .env(
-                "RABBITMQ_NODENAME",
-                format!("usp{}@localhost", self.stomp_port),
-            )
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
-            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
-            .env("HOME", &self.dir)
-            .env("USP_TEST_BROKER", &self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rabbitmq-server");
-        self.script = Some(script);
-        wait_for_port(self.stomp_port, Duration::from_secs(120));
-        if let Some(port) = self.stomp_tls_port {
-            wait_for_port(port, Duration::from_secs(30));
-        }
-    }
-
-    /// PIDs of every process started for this node.
-    fn pids(&self) -> Vec<u32> {
-        let marker = format!("USP_TEST_BROKER={}", self.dir.display());
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|env| env.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()))
-                    .unwrap_or(false)
-            })
-            .collect()
-    }
-
-    pub fn kill(&mut self) {
-        for pid in self.pids() {
-            let _ = Command::new("kill")
-                .arg("-KILL")
-                .arg(pid.to_string())
-                .status();
-        }
-        let start = Instant::now();
-        while !self.pids().is_empty() && start.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if let Some(mut script) = self.script.take() {
-            let _ = script.kill();
-            let _ = script.wait();
-        }
-    }
-}
-
-impl Drop for Rabbit {
-    fn drop(&mut self) {
-        self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,27 +1,31 @@
-//! A RabbitMQ node with its STOMP plugin on free loopback ports, in a private directory owned by
-//! the `rabbitmq` user (the server script switches to it). Every process the node starts (su,
+//! A RabbitMQ node with its STOMP plugin (and optionally a STOMP-over-TLS listener) on free
+//! loopback ports, in a private directory owned by the `rabbitmq` user (the server script switches to it). Every process the node starts (su,
 //! beam.smp, epmd, ...) carries a marker in its environment and is killed by PID on drop. The
 //! node can be killed and started again on the same ports and state.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
-use super::harness::{free_port, system_binary, wait_tcp};
+use crate::{free_port, system_binary, wait_tcp};
 
 /// How long the node may take to open its STOMP port (about 25 s on a loaded 2-core machine).
 const BOOT_LIMIT: Duration = Duration::from_secs(120);
+/// How long the STOMP-over-TLS port may take once the plain one is open.
+const TLS_LIMIT: Duration = Duration::from_secs(30);
 
 /// The environment variable whose value marks this node's processes.
-const MARKER: &str = "USP_E2E_BROKER";
+const MARKER: &str = "USP_TESTKIT_BROKER";
 
 /// A running RabbitMQ node; the default user `guest`/`guest` may log in over loopback.
 pub struct Rabbit {
     /// The STOMP listener's port.
     pub stomp_port: u16,
+    /// The STOMP-over-TLS listener's port, when prepared with certificates.
+    pub stomp_tls_port: Option<u16>,
     dir: PathBuf,
     dist_port: u16,
     epmd_port: u16,
@@ -33,8 +37,17 @@ impl Rabbit {
     /// Writes the configuration, starts the node and waits until its STOMP port accepts
     /// connections.
     pub async fn start() -> anyhow::Result<Rabbit> {
+        let mut rabbit = Rabbit::prepare(None).await?;
+        rabbit.launch().await?;
+        Ok(rabbit)
+    }
+
+    /// Chooses ports and writes the configuration; [`Rabbit::launch`] starts the node. With
+    /// `tls` (CA, certificate and key files) a second STOMP listener speaks TLS with that
+    /// certificate and does not ask clients for one.
+    pub async fn prepare(tls: Option<[&Path; 3]>) -> anyhow::Result<Rabbit> {
         let dir = tempfile::Builder::new()
-            .prefix("usp-e2e-rabbit")
+            .prefix("usp-rabbit")
             .tempdir()?
             .keep();
         let stomp_port = free_port()?;
@@ -42,16 +55,36 @@ impl Rabbit {
             std::fs::create_dir_all(dir.join(sub))?;
         }
         std::fs::write(dir.join("enabled_plugins"), "[rabbitmq_stomp].\n")?;
-        std::fs::write(
-            dir.join("rabbitmq.conf"),
-            format!(
-                "listeners.tcp.default = 127.0.0.1:{}\nstomp.listeners.tcp.1 = 127.0.0.1:{stomp_port}\n\
-                 loopback_users = none\n",
-                free_port()?
-            ),
-        )?;
-        let mut rabbit = Rabbit {
+        let mut conf = format!(
+            "listeners.tcp.default = 127.0.0.1:{}\nstomp.listeners.tcp.1 = 127.0.0.1:{stomp_port}\n\
+             loopback_users = none\n",
+            free_port()?
+        );
+        let stomp_tls_port = match tls {
+            None => None,
+            Some(files) => {
+                let port = free_port()?;
+                // Copied in so the broker's own user can read them.
+                let [ca, cert, key] = ["ca.pem", "server.pem", "server.key"].map(|f| dir.join(f));
+                for (from, to) in files.iter().zip([&ca, &cert, &key]) {
+                    std::fs::copy(from, to)
+                        .with_context(|| format!("cannot copy {}", from.display()))?;
+                }
+                conf.push_str(&format!(
+                    "stomp.listeners.ssl.1 = 127.0.0.1:{port}\nssl_options.cacertfile = {}\n\
+                     ssl_options.certfile = {}\nssl_options.keyfile = {}\n\
+                     ssl_options.verify = verify_none\nssl_options.fail_if_no_peer_cert = false\n",
+                    ca.display(),
+                    cert.display(),
+                    key.display()
+                ));
+                Some(port)
+            }
+        };
+        std::fs::write(dir.join("rabbitmq.conf"), conf)?;
+        let rabbit = Rabbit {
             stomp_port,
+            stomp_tls_port,
             dir,
             dist_port: free_port()?,
             epmd_port: free_port()?,
@@ -65,12 +98,12 @@ impl Rabbit {
         if !status.success() {
             bail!("chown of the RabbitMQ directory failed ({status})");
         }
-        rabbit.launch().await?;
         Ok(rabbit)
     }
 
-    /// Starts the node and waits until its STOMP port accepts connections.
-    async fn launch(&mut self) -> anyhow::Result<()> {
+    /// Starts the node and waits until its STOMP port (and STOMP-over-TLS port) accept
+    /// connections.
+    pub async fn launch(&mut self) -> anyhow::Result<()> {
         let d = |s: &str| self.dir.join(s);
         let script = Command::new(system_binary("rabbitmq-server")?)
             .current_dir(&self.dir)
@@ -82,7 +115,7 @@ impl Rabbit {
             .env("RABBITMQ_PLUGINS_EXPAND_DIR", d("expand"))
             .env(
                 "RABBITMQ_NODENAME",
-                format!("usp-e2e{}@localhost", self.stomp_port),
+                format!("usp{}@localhost", self.stomp_port),
             )
             .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
             .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
@@ -97,7 +130,13 @@ impl Rabbit {
         self.script = Some(script);
         wait_tcp(self.stomp_port, BOOT_LIMIT)
             .await
-            .context("RabbitMQ's STOMP port did not open")
+            .context("RabbitMQ's STOMP port did not open")?;
+        if let Some(port) = self.stomp_tls_port {
+            wait_tcp(port, TLS_LIMIT)
+                .await
+                .context("RabbitMQ's STOMP-over-TLS port did not open")?;
+        }
+        Ok(())
     }
 
     /// Kills the node (SIGKILL) and starts it again on the same ports and state.
@@ -122,8 +161,8 @@ impl Rabbit {
             .collect()
     }
 
-    /// SIGKILL to every process of the node; waits (bounded) until they are gone.
-    fn kill(&mut self) {
+    /// SIGKILL to every process of the node; waits (bounded, blocking) until they are gone.
+    pub fn kill(&mut self) {
         for pid in self.pids() {
             // Best effort: a process may have exited between the scan and the signal.
             drop(
