@@ -249,6 +249,30 @@ mod tests {
     }
 
     #[test]
+    fn manifest_read_errors_keep_the_io_error_as_source() {
+        use std::error::Error as _;
+        let dir = tempfile::tempdir().unwrap();
+        let error = crate::Manifest::read_dir(&dir.path().join("missing")).unwrap_err();
+        assert!(
+            matches!(error, RuntimeError::ManifestRead { .. }),
+            "{error}"
+        );
+        let source = error.source().unwrap();
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert!(error.to_string().contains(&source.to_string()), "{error}");
+    }
+
+    #[test]
+    fn engine_errors_print_their_cause_chain() {
+        let error = RuntimeError::Engine(
+            wasmtime::Error::msg("inner")
+                .context("outer")
+                .into_boxed_dyn_error(),
+        );
+        assert_eq!(error.to_string(), "plugin host: engine: outer: inner");
+    }
+
+    #[test]
     fn unavailable_names_the_plugin() {
         let error = plugin_unavailable("time", "trap: unreachable");
         assert_eq!(error.code.code(), 7003);
