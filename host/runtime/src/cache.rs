@@ -13,7 +13,7 @@ use wasmtime::component::Component;
 
 use crate::config::CompilerCommand;
 use crate::engine::codegen_config;
-use crate::error::RuntimeError;
+use crate::error::{EngineError, RuntimeError};
 
 /// The cache file for `wasm` under `cache_dir` for this engine.
 pub(crate) fn cache_path(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> PathBuf {
@@ -27,24 +27,30 @@ pub(crate) fn cache_path(engine: &Engine, wasm: &[u8], cache_dir: &Path) -> Path
 /// file already present under the same key is reused. Meant for the compile child process
 /// (`usp-agent __compile <wasm> <cache-dir>`); it uses the same engine settings as the host.
 pub fn compile_to_cache(wasm_path: &Path, cache_dir: &Path) -> Result<PathBuf, RuntimeError> {
-    let host =
-        |what: &str, err: &dyn std::fmt::Display| RuntimeError::Host(format!("{what}: {err}"));
-    let engine = Engine::new(&codegen_config()).map_err(|err| host("engine", &err))?;
-    let wasm =
-        std::fs::read(wasm_path).map_err(|err| host(&wasm_path.display().to_string(), &err))?;
+    let cache_io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RuntimeError::CacheIo { path, source }
+    };
+    let engine = Engine::new(&codegen_config()).map_err(|err| RuntimeError::Engine(err.into()))?;
+    let wasm = std::fs::read(wasm_path).map_err(|source| RuntimeError::WasmRead {
+        wasm: wasm_path.to_path_buf(),
+        source,
+    })?;
     let target = cache_path(&engine, &wasm, cache_dir);
     if target.is_file() {
         return Ok(target);
     }
     let native = engine
         .precompile_component(&wasm)
-        .map_err(|err| RuntimeError::Host(format!("{}: {err:#}", wasm_path.display())))?;
-    std::fs::create_dir_all(cache_dir)
-        .map_err(|err| host(&cache_dir.display().to_string(), &err))?;
+        .map_err(|err| RuntimeError::Precompile {
+            wasm: wasm_path.to_path_buf(),
+            source: err.into(),
+        })?;
+    std::fs::create_dir_all(cache_dir).map_err(cache_io(cache_dir))?;
     // Written under a temporary name and renamed, so a reader never maps a partial file.
     let partial = target.with_extension(format!("partial-{}", std::process::id()));
-    std::fs::write(&partial, &native).map_err(|err| host(&partial.display().to_string(), &err))?;
-    std::fs::rename(&partial, &target).map_err(|err| host(&target.display().to_string(), &err))?;
+    std::fs::write(&partial, &native).map_err(cache_io(&partial))?;
+    std::fs::rename(&partial, &target).map_err(cache_io(&target))?;
     Ok(target)
 }
 
@@ -71,8 +77,11 @@ pub(crate) async fn load_component(
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|err| {
-                compile_error(format!("cannot run {}: {err}", compiler.program.display()))
+            .map_err(|source| RuntimeError::CompilerSpawn {
+                plugin: plugin.to_string(),
+                wasm: wasm_path.to_path_buf(),
+                program: compiler.program.clone(),
+                source,
             })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
@@ -89,19 +98,23 @@ pub(crate) async fn load_component(
             )));
         }
     }
-    deserialize(engine, &cached).map_err(compile_error)
+    deserialize(engine, &cached).map_err(|source| RuntimeError::CacheLoad {
+        plugin: plugin.to_string(),
+        wasm: wasm_path.to_path_buf(),
+        cached,
+        source,
+    })
 }
 
 /// Maps a cache file produced by [`compile_to_cache`].
 #[allow(unsafe_code)]
-fn deserialize(engine: &Engine, cached: &Path) -> Result<Component, String> {
+fn deserialize(engine: &Engine, cached: &Path) -> Result<Component, EngineError> {
     // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. The path is
     // inside the agent's cache directory under a name derived from the sha256 of the `.wasm`
     // being loaded, and only `compile_to_cache` writes there (atomically, via rename); a
     // `.cwasm` from anywhere else is never passed here. Wasmtime still rejects files from
     // another version or configuration.
-    unsafe { Component::deserialize_file(engine, cached) }
-        .map_err(|err| format!("cached native code {}: {err:#}", cached.display()))
+    unsafe { Component::deserialize_file(engine, cached) }.map_err(EngineError::from)
 }
 
 #[cfg(test)]

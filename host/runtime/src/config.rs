@@ -51,9 +51,7 @@ pub struct CompilerCommand {
 impl CompilerCommand {
     /// The running executable with the hidden `__compile` subcommand (what `usp-agent` does).
     pub fn current_exe() -> Result<CompilerCommand, RuntimeError> {
-        let program = std::env::current_exe().map_err(|err| {
-            RuntimeError::Host(format!("cannot find the running executable: {err}"))
-        })?;
+        let program = std::env::current_exe().map_err(RuntimeError::CurrentExe)?;
         Ok(CompilerCommand {
             program,
             args: vec![OsString::from("__compile")],

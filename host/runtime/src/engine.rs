@@ -42,7 +42,7 @@ pub(crate) fn host_engine(pooling: bool, max_instances: u32) -> Result<Engine, R
             ),
         }
     }
-    Engine::new(&codegen_config()).map_err(|err| RuntimeError::Host(format!("engine: {err}")))
+    Engine::new(&codegen_config()).map_err(|err| RuntimeError::Engine(err.into()))
 }
 
 /// A thread that advances the engine's epoch every [`EPOCH_TICK`] until dropped.
@@ -64,7 +64,7 @@ impl EpochTicker {
                     engine.increment_epoch();
                 }
             })
-            .map_err(|err| RuntimeError::Host(format!("epoch ticker: {err}")))?;
+            .map_err(RuntimeError::EpochTicker)?;
         Ok(EpochTicker {
             stop,
             thread: Some(thread),

@@ -58,10 +58,18 @@ impl PluginHost {
     pub fn new(config: HostConfig) -> Result<PluginHost, RuntimeError> {
         let engine = host_engine(config.pooling, config.max_instances)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|err| RuntimeError::Host(format!("linking WASI: {err}")))?;
-        DmPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(|err| RuntimeError::Host(format!("linking usp:dm: {err}")))?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|err| {
+            RuntimeError::Linking {
+                interface: "WASI",
+                source: err.into(),
+            }
+        })?;
+        DmPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(|err| {
+            RuntimeError::Linking {
+                interface: "usp:dm",
+                source: err.into(),
+            }
+        })?;
         let ticker = EpochTicker::start(engine.clone())?;
         Ok(PluginHost {
             config,
@@ -97,9 +105,11 @@ impl PluginHost {
                 .filter_map(|entry| entry.ok().map(|entry| entry.path()))
                 .filter(|path| path.join("manifest.toml").is_file())
                 .collect(),
-            Err(err) => {
-                let error =
-                    RuntimeError::Host(format!("plugin directory {}: {err}", dir.display()));
+            Err(source) => {
+                let error = RuntimeError::PluginDir {
+                    dir: dir.to_path_buf(),
+                    source,
+                };
                 tracing::error!("{error}");
                 return vec![(dir.to_path_buf(), Err(error))];
             }
@@ -154,9 +164,7 @@ impl PluginHost {
         if self.plugins.lock().await.contains_key(name) {
             return Err(RuntimeError::AlreadyLoaded(name.to_string()));
         }
-        self.kv_store(name)
-            .wipe()
-            .map_err(|err| RuntimeError::Host(err.to_string()))
+        self.kv_store(name).wipe().map_err(RuntimeError::Kv)
     }
 
     /// The status of a loaded plugin.
@@ -259,8 +267,10 @@ impl PluginHost {
             )));
         }
         let wasm_path = dir.join(&manifest.wasm);
-        let wasm = std::fs::read(&wasm_path)
-            .map_err(|err| manifest_error(format!("wasm {}: {err}", wasm_path.display())))?;
+        let wasm = std::fs::read(&wasm_path).map_err(|source| RuntimeError::WasmRead {
+            wasm: wasm_path.clone(),
+            source,
+        })?;
         let component = load_component(
             &self.engine,
             &self.config.compiler,
@@ -273,7 +283,8 @@ impl PluginHost {
         check_imports(&self.engine, &manifest.name, &component)?;
         let instantiate_error = |err: wasmtime::Error| RuntimeError::Instantiate {
             plugin: manifest.name.clone(),
-            message: format!("{err:#}"),
+            reason: format!("{err:#}"),
+            source: err.into(),
         };
         let pre = self
             .linker

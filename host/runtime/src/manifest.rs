@@ -101,7 +101,11 @@ impl Manifest {
             path: path.to_path_buf(),
             message,
         };
-        let manifest: Manifest = toml::from_str(text).map_err(|err| error(err.to_string()))?;
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|source| RuntimeError::ManifestSyntax {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if manifest.name.is_empty()
             || !manifest
                 .name
@@ -134,9 +138,9 @@ impl Manifest {
     /// Reads and parses `<dir>/manifest.toml`.
     pub fn read_dir(dir: &Path) -> Result<Manifest, RuntimeError> {
         let path = dir.join("manifest.toml");
-        let text = std::fs::read_to_string(&path).map_err(|err| RuntimeError::Manifest {
+        let text = std::fs::read_to_string(&path).map_err(|source| RuntimeError::ManifestRead {
             path: path.clone(),
-            message: err.to_string(),
+            source,
         })?;
         Manifest::parse(&text, &path)
     }

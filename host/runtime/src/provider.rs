@@ -26,7 +26,7 @@ use crate::bindings::usp::dm::types::{self as wit, OperateOutcome as WitOutcome}
 use crate::bindings::{DmPlugin, DmPluginPre, HostState, SharedSink};
 use crate::config::{Approved, Backoff};
 use crate::engine::deadline_ticks;
-use crate::error::{RuntimeError, plugin_fault, plugin_unavailable};
+use crate::error::{EngineError, RuntimeError, plugin_fault, plugin_unavailable};
 use crate::kv::KvStore;
 
 /// What the guest wrote to stderr is kept up to this size; its tail explains a panic.
@@ -121,12 +121,24 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Why a fresh instance could not be made: the readable reason recorded as the plugin's
+/// failure, and the engine's error behind it.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+struct InstanceFailure {
+    /// Deadline, trap or limit, with the tail of the guest's stderr.
+    reason: String,
+    /// The engine's error.
+    #[source]
+    source: EngineError,
+}
+
 impl Inner {
     fn name(&self) -> &str {
         &self.blueprint.name
     }
 
-    async fn instantiate(&self, failures_before: u32) -> Result<Live, String> {
+    async fn instantiate(&self, failures_before: u32) -> Result<Live, InstanceFailure> {
         let blueprint = &self.blueprint;
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let mut wasi = WasiCtxBuilder::new();
@@ -137,7 +149,10 @@ impl Inner {
         wasi.stderr(stderr.clone());
         for (host, guest) in &blueprint.approved.preopens {
             wasi.preopened_dir(host, guest, FsPerms::ReadOnly)
-                .map_err(|err| format!("preopen {}: {err}", host.display()))?;
+                .map_err(|err| InstanceFailure {
+                    reason: format!("preopen {}: {err}", host.display()),
+                    source: err.into(),
+                })?;
         }
         for (name, value) in &blueprint.approved.env {
             wasi.env(name, value);
@@ -172,8 +187,9 @@ impl Inner {
             .pre
             .instantiate_async(&mut store)
             .await
-            .map_err(|err| {
-                describe_failure(&err, &stderr, blueprint.approved.limits.deadline_ms)
+            .map_err(|err| InstanceFailure {
+                reason: describe_failure(&err, &stderr, blueprint.approved.limits.deadline_ms),
+                source: err.into(),
             })?;
         Ok(Live {
             store,
@@ -211,7 +227,8 @@ impl Inner {
                         *slot = Slot::Live(Box::new(live));
                         self.set_status(PluginStatus::Running);
                     }
-                    Err(reason) => {
+                    Err(failure) => {
+                        let reason = failure.reason;
                         self.fail(&mut slot, failures + 1, reason.clone());
                         return Err(plugin_unavailable(self.name(), &reason));
                     }
@@ -343,26 +360,31 @@ impl PluginProvider {
             orphans: Mutex::new(Vec::new()),
             me: me.clone(),
         });
-        let instantiate_error = |message: String| RuntimeError::Instantiate {
-            plugin: name.clone(),
-            message,
-        };
-        let mut live = inner.instantiate(0).await.map_err(instantiate_error)?;
+        let mut live = inner
+            .instantiate(0)
+            .await
+            .map_err(|failure| RuntimeError::Instantiate {
+                plugin: name.clone(),
+                reason: failure.reason,
+                source: failure.source,
+            })?;
         live.store.set_epoch_deadline(ticks);
         let described = live
             .bindings
             .usp_dm_provider()
             .call_describe(&mut live.store)
             .await
-            .map_err(|err| {
-                instantiate_error(format!(
+            .map_err(|err| RuntimeError::Instantiate {
+                plugin: name.clone(),
+                reason: format!(
                     "describe() failed: {}",
                     describe_failure(
                         &err,
                         &live.stderr,
                         inner.blueprint.approved.limits.deadline_ms
                     )
-                ))
+                ),
+                source: err.into(),
             })?;
         let schema = crate::schema::from_wit(&name, &inner.blueprint.claims, described)?;
         *inner.slot.lock().await = Slot::Live(Box::new(live));
@@ -391,7 +413,8 @@ impl PluginProvider {
                 inner.set_status(PluginStatus::Running);
                 Ok(())
             }
-            Err(reason) => {
+            Err(failure) => {
+                let reason = failure.reason;
                 inner.fail(&mut slot, 1, reason.clone());
                 Err(plugin_unavailable(inner.name(), &reason))
             }

@@ -153,7 +153,7 @@ pub(crate) fn from_wit(
         }
         schema.insert(object(described_object));
     }
-    check_standard(&schema).map_err(rejected)?;
+    check_standard(&schema).map_err(|mismatch| rejected(mismatch.to_string()))?;
     Ok(schema)
 }
 
@@ -171,48 +171,77 @@ fn access_name(access: ParamAccess) -> &'static str {
     }
 }
 
+/// How a described object or parameter departs from TR-181 Device:2.19.
+#[derive(Debug, thiserror::Error)]
+enum NotStandard {
+    /// The top-level object is not in the standard.
+    #[error("{path}: not a TR-181 Device:2.19 object ({source})")]
+    UnknownTop {
+        /// The described object.
+        path: String,
+        /// Why the standard has no such object.
+        #[source]
+        source: usp_dm::tr181::Tr181Error,
+    },
+    /// The object is not in the standard and has no vendor (`X_`) name.
+    #[error("{0} is not a TR-181 Device:2.19 object (vendor objects need an X_ name)")]
+    UnknownObject(String),
+    /// A standard parameter is described with another type.
+    #[error("{path} has type {described}, TR-181 says {standard}")]
+    Type {
+        /// The parameter.
+        path: String,
+        /// The type the plugin described.
+        described: &'static str,
+        /// The standard's type.
+        standard: &'static str,
+    },
+    /// A standard parameter is described with another access.
+    #[error("{path} has access {described}, TR-181 says {standard}")]
+    Access {
+        /// The parameter.
+        path: String,
+        /// The access the plugin described.
+        described: &'static str,
+        /// The standard's access.
+        standard: &'static str,
+    },
+}
+
 /// Standard objects must exist in TR-181 2.19 and their parameters must have the standard's
 /// type and access. A parameter the standard does not define is let through with a warning:
 /// parameters deleted from 2.19 (such as `Device.Time.NTPServer1`) still exist on devices.
-fn check_standard(schema: &Schema) -> Result<(), String> {
+fn check_standard(schema: &Schema) -> Result<(), NotStandard> {
     let mut standard: BTreeMap<String, Schema> = BTreeMap::new();
     for object in schema.objects().filter(|object| !is_vendor(&object.path)) {
         let top = object.path.split('.').take(2).collect::<Vec<_>>().join(".") + ".";
         if !standard.contains_key(&top) {
-            let loaded = usp_dm::tr181::schema(&top).map_err(|err| {
-                format!("{}: not a TR-181 Device:2.19 object ({err})", object.path)
+            let loaded = usp_dm::tr181::schema(&top).map_err(|source| NotStandard::UnknownTop {
+                path: object.path.clone(),
+                source,
             })?;
             standard.insert(top.clone(), loaded);
         }
         let reference = standard
             .get(&top)
             .and_then(|loaded| loaded.object(&object.path))
-            .ok_or_else(|| {
-                format!(
-                    "{} is not a TR-181 Device:2.19 object (vendor objects need an X_ name)",
-                    object.path
-                )
-            })?;
+            .ok_or_else(|| NotStandard::UnknownObject(object.path.clone()))?;
         for param in &object.params {
             match reference.param(&param.name) {
                 Some(expected) => {
                     if expected.value_type != param.value_type {
-                        return Err(format!(
-                            "{}{} has type {}, TR-181 says {}",
-                            object.path,
-                            param.name,
-                            param.value_type.name(),
-                            expected.value_type.name()
-                        ));
+                        return Err(NotStandard::Type {
+                            path: format!("{}{}", object.path, param.name),
+                            described: param.value_type.name(),
+                            standard: expected.value_type.name(),
+                        });
                     }
                     if expected.access != param.access {
-                        return Err(format!(
-                            "{}{} has access {}, TR-181 says {}",
-                            object.path,
-                            param.name,
-                            access_name(param.access),
-                            access_name(expected.access)
-                        ));
+                        return Err(NotStandard::Access {
+                            path: format!("{}{}", object.path, param.name),
+                            described: access_name(param.access),
+                            standard: access_name(expected.access),
+                        });
                     }
                 }
                 None if param.name.starts_with("X_") => {}
