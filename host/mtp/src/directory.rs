@@ -46,38 +46,62 @@ impl ControllerDirectory {
     pub fn rows(&self) -> Arc<[MqttControllerRow]> {
         Arc::clone(&self.rows.read().unwrap_or_else(PoisonError::into_inner))
     }
+}
 
-    /// The controllers the MQTT MTP `mtp` knows a topic for: per Endpoint ID the first row
-    /// usable through `mtp` (its `AgentMTPReference` names `mtp` or nothing), then the
-    /// config file's controllers that no such row names. The data model comes first: it is
-    /// what a Controller or the factory-reset file last said.
-    pub(crate) fn mqtt_controllers(
-        &self,
+/// The controllers the MQTT MTP `mtp` knows a topic for: per Endpoint ID the first row usable
+/// through `mtp` (its `AgentMTPReference` names `mtp` or nothing), then the config file's
+/// controllers that no such row names. The data model comes first: it is what a Controller or
+/// the factory-reset file last said.
+fn merge(rows: &[MqttControllerRow], mtp: &str, file: &[MqttController]) -> Vec<MqttController> {
+    let mut known: Vec<MqttController> = Vec::new();
+    for row in rows
+        .iter()
+        .filter(|row| row.agent_mtp.as_deref().is_none_or(|name| name == mtp))
+    {
+        if !known.iter().any(|c| c.endpoint_id == row.endpoint_id) {
+            known.push(MqttController {
+                endpoint_id: row.endpoint_id.clone(),
+                topic: row.topic.clone(),
+            });
+        }
+    }
+    for controller in file {
+        if !known
+            .iter()
+            .any(|c| c.endpoint_id == controller.endpoint_id)
+        {
+            known.push(controller.clone());
+        }
+    }
+    known
+}
+
+/// One MQTT MTP's merged controller list, rebuilt only when the directory's rows were replaced:
+/// the MTP consults it for every PUBLISH it receives, and the rows change rarely.
+#[derive(Debug, Default)]
+pub(crate) struct KnownControllers {
+    rows: Option<Arc<[MqttControllerRow]>>,
+    merged: Vec<MqttController>,
+}
+
+impl KnownControllers {
+    /// The controllers `mtp` knows a topic for (see [`merge`]).
+    pub(crate) fn current(
+        &mut self,
+        directory: &ControllerDirectory,
         mtp: &str,
         file: &[MqttController],
-    ) -> Vec<MqttController> {
-        let rows = self.rows();
-        let mut known: Vec<MqttController> = Vec::new();
-        for row in rows
-            .iter()
-            .filter(|row| row.agent_mtp.as_deref().is_none_or(|name| name == mtp))
+    ) -> &[MqttController] {
+        let rows = directory.rows();
+        if !self
+            .rows
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, &rows))
         {
-            if !known.iter().any(|c| c.endpoint_id == row.endpoint_id) {
-                known.push(MqttController {
-                    endpoint_id: row.endpoint_id.clone(),
-                    topic: row.topic.clone(),
-                });
-            }
+            self.merged = merge(&rows, mtp, file);
+            self.rows = Some(rows);
         }
-        for controller in file {
-            if !known
-                .iter()
-                .any(|c| c.endpoint_id == controller.endpoint_id)
-            {
-                known.push(controller.clone());
-            }
-        }
-        known
+        &self.merged
     }
 }
 
@@ -91,6 +115,16 @@ mod tests {
             topic: topic.into(),
             agent_mtp: agent_mtp.map(str::to_string),
         }
+    }
+
+    fn known(
+        directory: &ControllerDirectory,
+        mtp: &str,
+        file: &[MqttController],
+    ) -> Vec<MqttController> {
+        KnownControllers::default()
+            .current(directory, mtp, file)
+            .to_vec()
     }
 
     fn file(endpoint_id: &str, topic: &str) -> MqttController {
@@ -108,12 +142,13 @@ mod tests {
             row("proto::a", "dm/a-second", None),
             row("proto::b", "dm/b", None),
         ]);
-        let known = directory.mqtt_controllers(
+        let merged = known(
+            &directory,
             "m",
             &[file("proto::b", "file/b"), file("proto::c", "file/c")],
         );
         assert_eq!(
-            known,
+            merged,
             vec![
                 file("proto::a", "dm/a-first"),
                 file("proto::b", "dm/b"),
@@ -129,12 +164,9 @@ mod tests {
             row("proto::a", "via/other", Some("other")),
             row("proto::a", "via/m", Some("m")),
         ]);
+        assert_eq!(known(&directory, "m", &[]), vec![file("proto::a", "via/m")]);
         assert_eq!(
-            directory.mqtt_controllers("m", &[]),
-            vec![file("proto::a", "via/m")]
-        );
-        assert_eq!(
-            directory.mqtt_controllers("third", &[]),
+            known(&directory, "third", &[]),
             vec![],
             "no row reaches the Controller through this MTP"
         );
@@ -144,11 +176,16 @@ mod tests {
     fn every_clone_sees_a_replacement() {
         let directory = ControllerDirectory::new();
         let seen_by_mtp = directory.clone();
+        let mut cached = KnownControllers::default();
         directory.replace(vec![row("proto::a", "old", None)]);
+        assert_eq!(
+            cached.current(&seen_by_mtp, "m", &[]),
+            &[file("proto::a", "old")]
+        );
         directory.replace(vec![row("proto::a", "new", None)]);
         assert_eq!(
-            seen_by_mtp.mqtt_controllers("m", &[]),
-            vec![file("proto::a", "new")]
+            cached.current(&seen_by_mtp, "m", &[]),
+            &[file("proto::a", "new")]
         );
     }
 }

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::config::{MqttConfig, MqttController, MqttVersion};
+use crate::directory::KnownControllers;
 use crate::event::{Dest, LinkInfo, PeerAuth};
 use crate::link::{Ctx, Outbound};
 use crate::records::{self, ConnectKind};
@@ -205,6 +206,7 @@ async fn connection(
     };
     let mut topics = Topics::new(cfg);
     let mut info = LinkInfo::default();
+    let mut known_controllers = KnownControllers::default();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
@@ -215,8 +217,8 @@ async fn connection(
                         send(&client, &topics, &carried.silenced, cfg, ctx, out);
                     }
                 }
-                let known = ctx.controllers.mqtt_controllers(&ctx.name, &cfg.controllers);
-                drain(&client, &mut lp, &topics, &known, &carried.silenced, ctx).await;
+                let known = known_controllers.current(&ctx.controllers, &ctx.name, &cfg.controllers);
+                drain(&client, &mut lp, &topics, known, &carried.silenced, ctx).await;
                 return Ended::Shutdown;
             }
             Some(out) = outbound.recv() => {
@@ -265,7 +267,7 @@ async fn connection(
                         return Ended::Failed(err.to_string());
                     }
                     let reply_to = topics.reply_to().unwrap_or_default().to_string();
-                    let known = ctx.controllers.mqtt_controllers(&ctx.name, &cfg.controllers);
+                    let known = known_controllers.current(&ctx.controllers, &ctx.name, &cfg.controllers);
                     for c in known.iter().filter(|c| !carried.silenced.contains(&c.topic)) {
                         let record = records::connect(
                             &ConnectKind::Mqtt { version: cfg.protocol_version, subscribed_topic: reply_to.clone() },
@@ -289,14 +291,14 @@ async fn connection(
                     }
                     let bytes = payload.to_vec();
                     let from = records::from_id(&bytes);
-                    let known = ctx.controllers.mqtt_controllers(&ctx.name, &cfg.controllers);
+                    let known = known_controllers.current(&ctx.controllers, &ctx.name, &cfg.controllers);
                     if let (Some(version), Some(from_id)) = (records::mqtt_connect_version(&bytes), from.as_deref())
-                        && let Err(err) = topics.on_connect_record(&mut carried.silenced, &known, from_id, version)
+                        && let Err(err) = topics.on_connect_record(&mut carried.silenced, known, from_id, version)
                     {
                         tracing::error!(mtp = %ctx.name, %err, "Record dropped (R-MQTT.26a)");
                         continue;
                     }
-                    let reply = match topics.on_publish(&mut carried.silenced, &known, &topic, response_topic.as_deref(), from.as_deref()) {
+                    let reply = match topics.on_publish(&mut carried.silenced, known, &topic, response_topic.as_deref(), from.as_deref()) {
                         Ok(reply) => reply.unwrap_or_default(),
                         Err(err) => {
                             // R-MQTT.26a: not answered; there is no topic to answer on until
